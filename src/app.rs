@@ -1,0 +1,271 @@
+//! The composition root: builds every part from the configuration, wires session endings to the
+//! audit log (and, later, to the browser), runs the background sweeper, serves MCP over the given
+//! streams and shuts everything down in order when the host closes stdin.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use crate::audit::{AuditEvent, AuditLog, nist};
+use crate::config::{Config, Paths};
+use crate::rbac::RoleTable;
+use crate::secret::SecretString;
+use crate::server::McpSessions;
+use crate::sessions::{EndReason, EndedSession, SessionId, SessionLimits, SessionStore};
+use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::tokens::{TokenService, load_signing_key};
+use crate::transport::LineTransport;
+use crate::users::UserStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Users(#[from] crate::users::UserError),
+    #[error(transparent)]
+    Key(#[from] crate::tokens::KeyError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("cannot read MCP_SESSIONS_PASSWORD_FILE {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "MCP_SESSIONS_USER is set but neither MCP_SESSIONS_PASSWORD nor MCP_SESSIONS_PASSWORD_FILE is"
+    )]
+    BootstrapPassword,
+    #[error("{0}")]
+    Server(String),
+}
+
+/// The user the host logged in through the environment; calls without a credential act as it.
+pub struct Bootstrap {
+    pub username: String,
+    pub password: SecretString,
+    /// Its current session; replaced by a fresh login when it has ended.
+    pub session: tokio::sync::Mutex<Option<SessionId>>,
+}
+
+/// What the server is started with.
+pub struct Options {
+    pub paths: Paths,
+    pub config: Config,
+    pub demo: bool,
+    pub bootstrap: Option<(String, SecretString)>,
+    pub jwt_secret: Option<String>,
+}
+
+impl Options {
+    /// Reads the environment's bootstrap credentials and signing secret.
+    pub fn from_env(paths: Paths, config: Config, demo: bool) -> Result<Self, StartError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let bootstrap = match var("MCP_SESSIONS_USER") {
+            None => None,
+            Some(user) => {
+                let password = match (
+                    var("MCP_SESSIONS_PASSWORD"),
+                    var("MCP_SESSIONS_PASSWORD_FILE"),
+                ) {
+                    (Some(password), _) => password,
+                    (None, Some(file)) => std::fs::read_to_string(&file)
+                        .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+                        .map_err(|source| StartError::PasswordFile {
+                            path: file.into(),
+                            source,
+                        })?,
+                    (None, None) => return Err(StartError::BootstrapPassword),
+                };
+                Some((user, SecretString::new(password)))
+            }
+        };
+        Ok(Self {
+            paths,
+            config,
+            demo,
+            bootstrap,
+            jwt_secret: var("MCP_SESSIONS_JWT_SECRET"),
+        })
+    }
+}
+
+/// Everything the tools share.
+pub struct AppState {
+    pub config: Config,
+    pub paths: Paths,
+    pub users: UserStore,
+    pub sessions: SessionStore,
+    pub tokens: Arc<TokenService>,
+    pub audit: AuditLog,
+    pub throttle: LoginThrottle,
+    pub roles: RoleTable,
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// Aborts the background task when the server is dropped, so no task outlives its owner.
+struct TaskGuard(JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A started server.
+pub struct App {
+    pub state: Arc<AppState>,
+    ended: Option<UnboundedReceiver<EndedSession>>,
+}
+
+impl App {
+    /// Builds every part; fails with a clear message on bad configuration, key or files.
+    pub fn start(options: Options) -> Result<Self, StartError> {
+        let Options {
+            paths,
+            config,
+            demo,
+            bootstrap,
+            jwt_secret,
+        } = options;
+        if demo {
+            tracing::warn!(
+                "demo users are enabled (admin/admin123!, demo/demo123!, viewer/viewer123!): never use --demo outside a trial"
+            );
+        }
+        let users = UserStore::open(paths.users_file(), demo)?;
+        let key = load_signing_key(jwt_secret, &paths.key_file())?;
+        let audit = AuditLog::open(&paths.audit_file(), &key)?;
+        let tokens = Arc::new(TokenService::new(
+            key,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.jwt_leeway,
+        ));
+        let (ended_tx, ended_rx) = unbounded_channel();
+        let sessions = SessionStore::new(
+            SessionLimits {
+                idle_ms: config.idle_timeout * 1000,
+                per_user: config.max_sessions_per_user,
+                access_ttl_secs: config.access_token_ttl,
+                renew_within_ms: config.access_token_renew_within * 1000,
+                expired_grace_ms: config.expired_grace * 1000,
+            },
+            tokens.clone(),
+            users.clone(),
+            ended_tx,
+        );
+        let throttle = LoginThrottle::new(ThrottleConfig {
+            free_failures: config.login_free_failures,
+            max_delay_secs: config.login_max_delay,
+            lock_after: config.login_lock_after,
+            lock_secs: config.login_lock_duration,
+            per_minute: config.login_rate_per_minute,
+        });
+        let roles = config.role_table();
+        let bootstrap = bootstrap.map(|(username, password)| Bootstrap {
+            username,
+            password,
+            session: tokio::sync::Mutex::new(None),
+        });
+        Ok(Self {
+            state: Arc::new(AppState {
+                config,
+                paths,
+                users,
+                sessions,
+                tokens,
+                audit,
+                throttle,
+                roles,
+                bootstrap,
+            }),
+            ended: Some(ended_rx),
+        })
+    }
+
+    /// Serves MCP over `read`/`write` until the peer closes, then shuts down cleanly.
+    pub async fn run<R, W>(mut self, read: R, write: W) -> Result<(), StartError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = self.state.clone();
+        let handler = McpSessions::new(state.clone()).map_err(StartError::Server)?;
+        state.audit.record(
+            AuditEvent::new("server.start", "success", &[nist::AU_3]).detail(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+            })),
+        )?;
+        let _background = self
+            .ended
+            .take()
+            .map(|ended| TaskGuard(tokio::spawn(background(state.clone(), ended))));
+        handler.start_bootstrap().await;
+        let transport = LineTransport::new(read, write, state.config.max_request_bytes);
+        match handler.serve(transport).await {
+            Ok(service) => {
+                if let Err(e) = service.waiting().await {
+                    tracing::warn!("the MCP service stopped with an error: {e}");
+                }
+            }
+            // The peer left before initializing: nothing to serve.
+            Err(e) => tracing::info!("no MCP session was established: {e}"),
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Ends every session and flushes the audit log.
+    fn shutdown(&self) {
+        let ended = self.state.sessions.end_all();
+        self.state.audit.record_or_log(
+            AuditEvent::new("server.stop", "success", &[nist::AU_3, nist::AC_12])
+                .detail(json!({"sessionsEnded": ended.len()})),
+        );
+        self.state.audit.flush();
+    }
+}
+
+/// Sweeps expired sessions on a timer and audits every session that ended by itself.
+async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSession>) {
+    let period = Duration::from_secs(state.config.sweep_interval);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = crate::clock::now_ms();
+                state.users.refresh();
+                state.sessions.sweep(now);
+                state.throttle.prune(now);
+            }
+            session = ended.recv() => {
+                let Some(session) = session else { return };
+                audit_ending(&state.audit, &session);
+            }
+        }
+    }
+}
+
+fn audit_ending(audit: &AuditLog, session: &EndedSession) {
+    let (event, tags): (&'static str, &'static [&'static str]) = match session.reason {
+        EndReason::Expired | EndReason::Idle => ("session.expire", &[nist::AC_12, nist::AU_3]),
+        EndReason::Revoked => ("session.revoke", &[nist::AC_12, nist::IA_5]),
+        EndReason::TokenReuse => ("token.reuse", &[nist::IA_5, nist::AC_12]),
+        EndReason::Deleted => ("session.delete", &[nist::AC_12]),
+    };
+    audit.record_or_log(
+        AuditEvent::new(event, "success", tags)
+            .user(&session.user_id, &session.username)
+            .session(&session.id.to_hex())
+            .detail(json!({"reason": session.reason.as_str()})),
+    );
+}

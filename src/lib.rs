@@ -1,0 +1,27 @@
+//! mcp-sessions: a stdio MCP server that gives AI agents authenticated, time-limited, audited
+//! user sessions.
+//!
+//! Dependencies point one way: `server` (tools) → `sessions`, `audit` → `tokens`, `users`,
+//! `seal` → `rbac`. `app` is the composition root that wires them; `cli` manages users offline.
+#![deny(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod rbac;
+pub mod seal;
+pub mod secret;
+pub mod server;
+pub mod sessions;
+pub mod throttle;
+pub mod tokens;
+pub mod transport;
+pub mod users;

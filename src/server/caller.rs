@@ -1,0 +1,277 @@
+//! Who is calling, and may they? A caller is identified by an access token, else by the session
+//! id the tool names (a bearer secret), else by the host's bootstrap user. Roles are read from the
+//! user store on every call; every denial is audited (AC-3).
+
+use serde_json::json;
+
+use super::McpSessions;
+use super::errors::{Code, ToolError};
+use crate::audit::{AuditEvent, nist};
+use crate::clock::now_ms;
+use crate::rbac::Permission;
+use crate::secret::SecretString;
+use crate::sessions::{IssuedTokens, SessionError, SessionId, SessionInfo};
+use crate::tokens::TokenKind;
+use crate::users::MAX_PASSWORD_BYTES;
+
+/// An authenticated caller: the live session its credential belongs to.
+pub(super) struct Caller {
+    pub session: SessionInfo,
+}
+
+impl Caller {
+    pub fn user_id(&self) -> &str {
+        &self.session.user.id
+    }
+}
+
+/// Parses a session id argument (the schema has already checked its pattern).
+pub(super) fn parse_session_id(text: &str) -> Result<SessionId, ToolError> {
+    SessionId::parse(text).ok_or_else(|| {
+        ToolError::new(
+            Code::InvalidSessionId,
+            "`sessionId` is not a session id (64 lowercase hex characters)",
+        )
+    })
+}
+
+fn token_refused() -> ToolError {
+    ToolError::new(
+        Code::AuthFailed,
+        "the access token is invalid, expired or its session has ended; use refresh-session or create-session",
+    )
+}
+
+impl McpSessions {
+    /// Resolves the caller from `accessToken`, else `sessionId`, else the bootstrap user.
+    pub(super) async fn caller(
+        &self,
+        access_token: Option<&SecretString>,
+        session_id: Option<&str>,
+    ) -> Result<Caller, ToolError> {
+        let state = &self.state;
+        let now = now_ms();
+        if let Some(token) = access_token {
+            let claims = state
+                .tokens
+                .verify(token.expose(), TokenKind::Access, now / 1000)
+                .map_err(|_| token_refused())?;
+            let id = SessionId::parse(&claims.sid).ok_or_else(token_refused)?;
+            let session = state
+                .sessions
+                .touch(id, Some(&claims.sub), now)
+                .map_err(|_| token_refused())?;
+            return Ok(Caller { session });
+        }
+        if let Some(text) = session_id {
+            let id = parse_session_id(text)?;
+            let session = state.sessions.touch(id, None, now)?;
+            return Ok(Caller { session });
+        }
+        self.bootstrap_caller().await
+    }
+
+    /// The bootstrap user's session, logging in again when the previous one has ended.
+    async fn bootstrap_caller(&self) -> Result<Caller, ToolError> {
+        let Some(bootstrap) = &self.state.bootstrap else {
+            return Err(ToolError::new(
+                Code::AuthFailed,
+                "no credential: pass `sessionId` or `accessToken` (from create-session), or configure a bootstrap user in the host (MCP_SESSIONS_USER)",
+            ));
+        };
+        let mut current = bootstrap.session.lock().await;
+        if let Some(id) = *current
+            && let Ok(session) = self.state.sessions.touch(id, None, now_ms())
+        {
+            return Ok(Caller { session });
+        }
+        let (session, _tokens) = self
+            .login(
+                "bootstrap",
+                &bootstrap.username,
+                bootstrap.password.clone(),
+                self.state.config.session_duration,
+                None,
+            )
+            .await?;
+        *current = Some(session.id);
+        Ok(Caller { session })
+    }
+
+    /// Logs the bootstrap user in at start, so a misconfiguration shows at once on stderr.
+    pub async fn start_bootstrap(&self) {
+        if let Some(bootstrap) = &self.state.bootstrap {
+            match self.bootstrap_caller().await {
+                Ok(_) => tracing::info!("bootstrap user `{}` logged in", bootstrap.username),
+                Err(e) => tracing::error!(
+                    "bootstrap user `{}` could not log in: {}",
+                    bootstrap.username,
+                    e.message
+                ),
+            }
+        }
+    }
+
+    /// The session a tool acts on: the caller's own, or (with an access token) the one named.
+    /// Another user's session needs `all`; without it the answer is PERMISSION_DENIED.
+    pub(super) fn target(
+        &self,
+        tool: &'static str,
+        caller: &Caller,
+        session_id: Option<&str>,
+        own: Permission,
+        all: Permission,
+    ) -> Result<SessionInfo, ToolError> {
+        let target = match session_id {
+            None => caller.session.clone(),
+            Some(text) => {
+                let id = parse_session_id(text)?;
+                if id == caller.session.id {
+                    caller.session.clone()
+                } else {
+                    self.state.sessions.peek(id, now_ms())?
+                }
+            }
+        };
+        let permission = if target.user.id == caller.user_id() {
+            own
+        } else {
+            all
+        };
+        self.authorize(tool, caller, permission)?;
+        Ok(target)
+    }
+
+    /// Checks `permission` against the caller's current roles; audits a denial.
+    pub(super) fn authorize(
+        &self,
+        tool: &'static str,
+        caller: &Caller,
+        permission: Permission,
+    ) -> Result<(), ToolError> {
+        if self
+            .state
+            .roles
+            .allows(&caller.session.user.roles, permission)
+        {
+            return Ok(());
+        }
+        self.state.audit.record_or_log(
+            AuditEvent::new("access.denied", "denied", &[nist::AC_3])
+                .user(&caller.session.user.id, &caller.session.user.username)
+                .session(&caller.session.id.to_hex())
+                .tool(tool)
+                .detail(json!({"permission": permission.name()})),
+        );
+        Err(ToolError::permission_denied(permission))
+    }
+
+    /// Authenticates `username` and starts a session: throttling, constant-cost verification,
+    /// permission, per-user cap, audit (fail closed).
+    pub(super) async fn login(
+        &self,
+        tool: &'static str,
+        username: &str,
+        password: SecretString,
+        duration_secs: u64,
+        client: Option<std::sync::Arc<str>>,
+    ) -> Result<(SessionInfo, IssuedTokens), ToolError> {
+        let state = &self.state;
+        if password.expose().len() > MAX_PASSWORD_BYTES {
+            return Err(ToolError::invalid_argument(format!(
+                "`password` is longer than {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        let now = now_ms();
+        if let Err(throttled) = state.throttle.admit(username, now) {
+            state.audit.record_or_log(
+                AuditEvent::new("login.locked", "denied", &[nist::AC_7])
+                    .username(username)
+                    .tool(tool)
+                    .detail(json!({"retryAfter": throttled.retry_after, "global": throttled.global, "locked": throttled.locked})),
+            );
+            let message = if throttled.global {
+                format!(
+                    "too many logins on this server; retry after {} s",
+                    throttled.retry_after
+                )
+            } else {
+                format!(
+                    "too many failed logins for this username; retry after {} s",
+                    throttled.retry_after
+                )
+            };
+            return Err(ToolError::rate_limited(throttled.retry_after, message));
+        }
+        let Some(user) = state.users.authenticate(username, password).await else {
+            let block = state.throttle.fail(username, now_ms());
+            state.audit.record_or_log(
+                AuditEvent::new("login.failure", "failure", &[nist::IA_2, nist::AC_7])
+                    .username(username)
+                    .tool(tool),
+            );
+            if let Some(block) = block.filter(|b| b.locked) {
+                state.audit.record_or_log(
+                    AuditEvent::new("login.locked", "denied", &[nist::AC_7])
+                        .username(username)
+                        .tool(tool)
+                        .detail(json!({"retryAfter": block.retry_after, "locked": true})),
+                );
+            }
+            return Err(ToolError::new(
+                Code::InvalidCredentials,
+                "invalid username or password",
+            ));
+        };
+        state.throttle.succeed(username);
+        let caller_roles = &user.roles;
+        if !state.roles.allows(caller_roles, Permission::SessionCreate) {
+            state.audit.record_or_log(
+                AuditEvent::new("access.denied", "denied", &[nist::AC_3])
+                    .user(&user.id, &user.username)
+                    .tool(tool)
+                    .detail(json!({"permission": Permission::SessionCreate.name()})),
+            );
+            return Err(ToolError::permission_denied(Permission::SessionCreate));
+        }
+        let (session, tokens) = match state
+            .sessions
+            .create(&user, duration_secs, client, now_ms())
+        {
+            Ok(created) => created,
+            Err(e @ SessionError::Limit(_)) => {
+                state.audit.record_or_log(
+                    AuditEvent::new("session.limit", "denied", &[nist::AC_12])
+                        .user(&user.id, &user.username)
+                        .tool(tool),
+                );
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let session_hex = session.id.to_hex();
+        let recorded = state
+            .audit
+            .record(
+                AuditEvent::new("login.success", "success", &[nist::IA_2, nist::AU_3])
+                    .user(&user.id, &user.username)
+                    .session(&session_hex)
+                    .tool(tool),
+            )
+            .and_then(|()| {
+                state.audit.record(
+                    AuditEvent::new("session.create", "success", &[nist::AC_12, nist::AU_3])
+                        .user(&user.id, &user.username)
+                        .session(&session_hex)
+                        .tool(tool)
+                        .detail(json!({"expiresAt": crate::clock::rfc3339(session.expires_ms)})),
+                )
+            });
+        if let Err(e) = recorded {
+            tracing::error!("{e}");
+            state.sessions.delete(session.id, now_ms());
+            return Err(ToolError::audit_unavailable(Code::AuthFailed));
+        }
+        Ok((session, tokens))
+    }
+}

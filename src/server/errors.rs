@@ -1,0 +1,138 @@
+//! The one place where failures become MCP tool results: `isError: true` with the JSON body
+//! `{"error": "<sentence>", "code": "<CODE>"}` (+ `retryAfter`). Internal causes are logged,
+//! never shown to the client.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde_json::json;
+
+use crate::sessions::SessionError;
+
+/// The user-facing error codes of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidCredentials,
+    AuthFailed,
+    RateLimited,
+    SessionLimit,
+    InvalidArgument,
+    InvalidSessionId,
+    SessionNotFound,
+    SessionExpired,
+    DeleteFailed,
+    PermissionDenied,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidCredentials => "INVALID_CREDENTIALS",
+            Code::AuthFailed => "AUTH_FAILED",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::SessionLimit => "SESSION_LIMIT",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::InvalidSessionId => "INVALID_SESSION_ID",
+            Code::SessionNotFound => "SESSION_NOT_FOUND",
+            Code::SessionExpired => "SESSION_EXPIRED",
+            Code::DeleteFailed => "DELETE_FAILED",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+        }
+    }
+}
+
+/// A failure a tool reports to its caller.
+#[derive(Debug, Clone)]
+pub struct ToolError {
+    pub code: Code,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ToolError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn rate_limited(retry_after: u64, message: impl Into<String>) -> Self {
+        Self {
+            code: Code::RateLimited,
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+
+    pub fn permission_denied(permission: crate::rbac::Permission) -> Self {
+        Self::new(
+            Code::PermissionDenied,
+            format!(
+                "your role does not grant `{}`; ask an administrator, or act on your own sessions only",
+                permission.name()
+            ),
+        )
+    }
+
+    /// The audit log could not record a security action, so the action is refused.
+    pub fn audit_unavailable(code: Code) -> Self {
+        Self::new(
+            code,
+            "the audit log cannot be written, so the server refuses this action; check the data directory's disk and permissions",
+        )
+    }
+}
+
+impl From<SessionError> for ToolError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotFound => ToolError::new(
+                Code::SessionNotFound,
+                "no live session has this id; log in again with create-session",
+            ),
+            SessionError::Expired => ToolError::new(
+                Code::SessionExpired,
+                "the session has expired; log in again with create-session",
+            ),
+            SessionError::Limit(max) => ToolError::new(
+                Code::SessionLimit,
+                format!("you already have {max} live sessions; end one with delete-session first"),
+            ),
+            SessionError::RefreshInvalid => ToolError::new(
+                Code::AuthFailed,
+                "the refresh token is invalid or its session has ended; log in again with create-session",
+            ),
+            SessionError::RefreshReused => ToolError::new(
+                Code::AuthFailed,
+                "this refresh token was already used, so its session has been ended for safety; log in again with create-session",
+            ),
+            SessionError::Internal(what) => {
+                tracing::error!("session store: {what}");
+                ToolError::new(
+                    Code::AuthFailed,
+                    "the server could not complete the request; try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<ToolError> for CallToolResult {
+    fn from(e: ToolError) -> Self {
+        let mut body = json!({"error": e.message, "code": e.code.as_str()});
+        if let Some(seconds) = e.retry_after {
+            body["retryAfter"] = json!(seconds);
+        }
+        CallToolResult::error(vec![ContentBlock::text(body.to_string())])
+    }
+}
+
+impl From<SessionError> for CallToolResult {
+    fn from(e: SessionError) -> Self {
+        ToolError::from(e).into()
+    }
+}

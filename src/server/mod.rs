@@ -1,0 +1,106 @@
+//! The MCP face of the server: the rmcp handler, tool argument validation and the tools. Every
+//! tool has the same shape: documented argument struct → resolve and authorize the caller →
+//! act → audit → typed result. Failures become tool results in `errors`, and nowhere else.
+
+mod caller;
+pub mod errors;
+mod session_tools;
+pub mod validation;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::Value;
+
+use crate::app::AppState;
+use validation::ArgumentValidators;
+
+const INSTRUCTIONS: &str = "mcp-sessions gives you an authenticated, time-limited, audited user session. \
+Flow: if the host configured a bootstrap user, tools work without credentials; otherwise call create-session \
+with a username and password and keep the sessionId (a secret) and tokens. Pass sessionId (or accessToken) to \
+the other tools. Use get-session to see when the session expires, refresh-session with the refresh token to \
+get new tokens (each refresh token works once), and delete-session when done. Errors come as JSON with a \
+`code` and a sentence saying what to do next.";
+
+/// The rmcp handler. Cloning is cheap: all state sits behind `Arc`s.
+#[derive(Clone)]
+pub struct McpSessions {
+    state: Arc<AppState>,
+    tool_router: Arc<ToolRouter<Self>>,
+    validators: Arc<ArgumentValidators>,
+}
+
+impl McpSessions {
+    pub fn new(state: Arc<AppState>) -> Result<Self, String> {
+        let mut router = Self::session_tools();
+        let max = state.config.max_session_duration;
+        if let Some(route) = router.map.get_mut("create-session") {
+            // The schema advertises the configured maximum, and validation enforces that schema.
+            let mut schema = route.attr.input_schema.as_ref().clone();
+            if let Some(Value::Object(duration)) = schema
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("duration"))
+            {
+                duration.insert("maximum".into(), Value::from(max));
+            }
+            route.attr.input_schema = Arc::new(schema);
+        }
+        let validators = ArgumentValidators::compile(&router.list_all())?;
+        Ok(Self {
+            state,
+            tool_router: Arc::new(router),
+            validators: Arc::new(validators),
+        })
+    }
+
+    /// Every advertised tool.
+    pub fn tools(&self) -> Vec<Tool> {
+        self.tool_router.list_all()
+    }
+}
+
+impl ServerHandler for McpSessions {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("mcp-sessions", env!("CARGO_PKG_VERSION"))
+                    .with_title("mcp-sessions"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult {
+            tools: self.tool_router.list_all(),
+            ..ListToolsResult::default()
+        })
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tool_router.get(name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        if let Err(e) = self.validators.check(&request.name, &arguments) {
+            return Ok(CallToolResult::from(e).into());
+        }
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+}

@@ -1,0 +1,454 @@
+//! The session tools: create-session, list-sessions, get-session, refresh-session,
+//! delete-session. Shapes and codes are DESIGN.md's contract.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::CallToolResult;
+use rmcp::{Peer, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::McpSessions;
+use super::caller::Caller;
+use super::errors::{Code, ToolError};
+use crate::audit::{AuditEvent, nist};
+use crate::clock::{now_ms, rfc3339};
+use crate::rbac::Permission;
+use crate::secret::SecretString;
+use crate::sessions::{IssuedTokens, SessionInfo};
+use crate::tokens::TokenKind;
+
+type ToolResult<T> = Result<Json<T>, CallToolResult>;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionArgs {
+    /// The user's name (1 to 64 characters).
+    #[schemars(length(min = 1, max = 64))]
+    pub username: String,
+    /// The user's password (at most 1024 bytes). Prefer a bootstrap user configured in the host:
+    /// a password passed here goes through the model.
+    #[schemars(length(min = 1, max = 1024))]
+    pub password: SecretString,
+    /// Session lifetime in seconds (default 3600; the maximum is configured). Activity never extends it.
+    #[schemars(range(min = 1))]
+    pub duration: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSessionsArgs {
+    /// Your access token (from create-session or refresh-session). Either this or `sessionId` identifies you.
+    #[serde(rename = "accessToken")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub access_token: Option<SecretString>,
+    /// One of your session ids, as your credential when no `accessToken` is given.
+    #[serde(rename = "sessionId")]
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
+    pub session_id: Option<String>,
+    /// Only this user's sessions; other users' need the admin role.
+    #[serde(rename = "userId")]
+    #[schemars(length(min = 1, max = 64))]
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionArgs {
+    /// The session (64 lowercase hex characters). Without `accessToken` it is also your credential.
+    #[serde(rename = "sessionId")]
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
+    pub session_id: String,
+    /// Your access token, when acting on a session other than the one it belongs to (admins).
+    #[serde(rename = "accessToken")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub access_token: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSessionArgs {
+    /// The refresh token from create-session or the previous refresh-session. Each works once:
+    /// presenting a used one ends the session.
+    #[serde(rename = "refreshToken")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub refresh_token: SecretString,
+}
+
+/// Tokens for the session.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    /// Bearer credential for the other tools (`accessToken` argument).
+    pub access_token: String,
+    /// Single-use token for refresh-session.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl From<IssuedTokens> for Tokens {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token.expose().to_owned(),
+            refresh_token: t.refresh_token.expose().to_owned(),
+            expires_in: t.expires_in,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCreated {
+    /// The session id: a secret that identifies you to the other tools.
+    pub session_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    /// Absolute expiry; never extended.
+    pub expires_at: String,
+    pub tokens: Tokens,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub last_accessed_at: String,
+    /// What is known of the session's origin (the MCP client's name).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionList {
+    pub sessions: Vec<SessionSummary>,
+    pub count: usize,
+}
+
+/// A browser context of a session.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextBrief {
+    pub context_id: String,
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStatus {
+    pub session_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    /// Always "active": an ended session answers SESSION_NOT_FOUND or SESSION_EXPIRED.
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// When the session ends if unused.
+    pub idle_expires_at: String,
+    pub last_accessed_at: String,
+    pub access_token_expires_at: String,
+    /// The current access token, renewed automatically near its expiry (only for the session's own credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    pub contexts: Vec<ContextBrief>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRefreshed {
+    pub session_id: String,
+    pub tokens: Tokens,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDeleted {
+    pub success: bool,
+    pub session_id: String,
+    pub message: String,
+}
+
+fn summary(info: &SessionInfo) -> SessionSummary {
+    let mut metadata = serde_json::Map::new();
+    if let Some(client) = &info.client {
+        metadata.insert("client".into(), json!(client.as_ref()));
+    }
+    SessionSummary {
+        id: info.id.to_hex(),
+        user_id: info.user.id.clone(),
+        username: info.user.username.clone(),
+        roles: info.user.roles.clone(),
+        created_at: rfc3339(info.created_ms),
+        expires_at: rfc3339(info.expires_ms),
+        last_accessed_at: rfc3339(info.last_access_ms),
+        metadata,
+    }
+}
+
+impl McpSessions {
+    fn audit_session_event(
+        &self,
+        event: &'static str,
+        tags: &'static [&'static str],
+        tool: &'static str,
+        caller: &Caller,
+        target: &SessionInfo,
+    ) -> Result<(), crate::audit::AuditError> {
+        self.state.audit.record(
+            AuditEvent::new(event, "success", tags)
+                .user(&target.user.id, &target.user.username)
+                .session(&target.id.to_hex())
+                .tool(tool)
+                .detail(json!({"by": caller.session.user.username})),
+        )
+    }
+}
+
+#[tool_router(router = session_tools, vis = "pub(super)")]
+impl McpSessions {
+    #[tool(
+        name = "create-session",
+        description = "Log in: authenticate a user and start a time-limited session. Returns the sessionId \
+        (a secret credential), the user's roles, the expiry and access/refresh tokens. Use it first, unless the \
+        host configured a bootstrap user; then pass sessionId to the other tools.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn create_session(
+        &self,
+        Parameters(args): Parameters<CreateSessionArgs>,
+        peer: Peer<RoleServer>,
+    ) -> ToolResult<SessionCreated> {
+        let duration = args.duration.unwrap_or(self.state.config.session_duration);
+        let client: Option<Arc<str>> = peer
+            .peer_info()
+            .map(|info| Arc::from(info.client_info.name.as_str()));
+        let (session, tokens) = self
+            .login(
+                "create-session",
+                &args.username,
+                args.password,
+                duration,
+                client,
+            )
+            .await?;
+        Ok(Json(SessionCreated {
+            session_id: session.id.to_hex(),
+            user_id: session.user.id.clone(),
+            username: session.user.username.clone(),
+            roles: session.user.roles.clone(),
+            created_at: rfc3339(session.created_ms),
+            expires_at: rfc3339(session.expires_ms),
+            tokens: tokens.into(),
+        }))
+    }
+
+    #[tool(
+        name = "list-sessions",
+        description = "List live sessions: your own, or (admins) everyone's or one user's via userId. \
+        Identify yourself with accessToken or sessionId.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_sessions(
+        &self,
+        Parameters(args): Parameters<ListSessionsArgs>,
+    ) -> ToolResult<SessionList> {
+        let tool = "list-sessions";
+        let caller = self
+            .caller(args.access_token.as_ref(), args.session_id.as_deref())
+            .await?;
+        let may_read_all = self
+            .state
+            .roles
+            .allows(&caller.session.user.roles, Permission::SessionReadAll);
+        let filter = match args.user_id.as_deref() {
+            Some(user) if user == caller.user_id() => {
+                self.authorize(tool, &caller, Permission::SessionReadOwn)?;
+                Some(user.to_owned())
+            }
+            Some(user) => {
+                self.authorize(tool, &caller, Permission::SessionReadAll)?;
+                Some(user.to_owned())
+            }
+            None if may_read_all => None,
+            None => {
+                self.authorize(tool, &caller, Permission::SessionReadOwn)?;
+                Some(caller.user_id().to_owned())
+            }
+        };
+        let sessions: Vec<SessionSummary> = self
+            .state
+            .sessions
+            .list(filter.as_deref(), now_ms())
+            .iter()
+            .map(summary)
+            .collect();
+        Ok(Json(SessionList {
+            count: sessions.len(),
+            sessions,
+        }))
+    }
+
+    #[tool(
+        name = "get-session",
+        description = "Check a session's status: user, roles, absolute and idle expiry, access-token expiry and \
+        browser contexts. An ended session answers SESSION_NOT_FOUND (or SESSION_EXPIRED shortly after expiry).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_session(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+    ) -> ToolResult<SessionStatus> {
+        let tool = "get-session";
+        let caller = self
+            .caller(args.access_token.as_ref(), Some(&args.session_id))
+            .await?;
+        let target = self.target(
+            tool,
+            &caller,
+            Some(&args.session_id),
+            Permission::SessionReadOwn,
+            Permission::SessionReadAll,
+        )?;
+        let access_token = (target.id == caller.session.id)
+            .then(|| self.state.sessions.access_token(target.id))
+            .flatten()
+            .map(|t| t.expose().to_owned());
+        let s = summary(&target);
+        Ok(Json(SessionStatus {
+            session_id: s.id,
+            user_id: s.user_id,
+            username: s.username,
+            roles: s.roles,
+            status: "active".into(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            idle_expires_at: rfc3339(target.idle_expires_ms),
+            last_accessed_at: s.last_accessed_at,
+            access_token_expires_at: rfc3339(target.access_expires_ms),
+            access_token,
+            contexts: Vec::new(),
+        }))
+    }
+
+    #[tool(
+        name = "refresh-session",
+        description = "Exchange the refresh token for new access and refresh tokens. Each refresh token works \
+        once: presenting a used one ends the session. The session's absolute expiry does not move.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn refresh_session(
+        &self,
+        Parameters(args): Parameters<RefreshSessionArgs>,
+    ) -> ToolResult<SessionRefreshed> {
+        let tool = "refresh-session";
+        let state = &self.state;
+        let now = now_ms();
+        let claims = state
+            .tokens
+            .verify(args.refresh_token.expose(), TokenKind::Refresh, now / 1000)
+            .map_err(|_| {
+                ToolError::new(
+                    Code::AuthFailed,
+                    "the refresh token is invalid or expired; log in again with create-session",
+                )
+            })?;
+        if let Some(user) = state.users.by_id(&claims.sub)
+            && !state.roles.allows(&user.roles, Permission::SessionRefresh)
+        {
+            state.audit.record_or_log(
+                AuditEvent::new("access.denied", "denied", &[nist::AC_3])
+                    .user(&user.id, &user.username)
+                    .session(&claims.sid)
+                    .tool(tool)
+                    .detail(json!({"permission": Permission::SessionRefresh.name()})),
+            );
+            return Err(ToolError::permission_denied(Permission::SessionRefresh).into());
+        }
+        let (session, tokens) = state.sessions.refresh(&claims, now)?;
+        if let Err(e) = state.audit.record(
+            AuditEvent::new("session.refresh", "success", &[nist::IA_5, nist::AU_3])
+                .user(&session.user.id, &session.user.username)
+                .session(&session.id.to_hex())
+                .tool(tool),
+        ) {
+            tracing::error!("{e}");
+            state.sessions.delete(session.id, now_ms());
+            return Err(ToolError::audit_unavailable(Code::AuthFailed).into());
+        }
+        Ok(Json(SessionRefreshed {
+            session_id: session.id.to_hex(),
+            tokens: tokens.into(),
+        }))
+    }
+
+    #[tool(
+        name = "delete-session",
+        description = "End a session at once (log out): its tokens stop working and its browser contexts close. \
+        Your own session, or (admins) anyone's with your accessToken.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn delete_session(
+        &self,
+        Parameters(args): Parameters<SessionArgs>,
+    ) -> ToolResult<SessionDeleted> {
+        let tool = "delete-session";
+        let caller = self
+            .caller(args.access_token.as_ref(), Some(&args.session_id))
+            .await?;
+        let target = self.target(
+            tool,
+            &caller,
+            Some(&args.session_id),
+            Permission::SessionDeleteOwn,
+            Permission::SessionDeleteAll,
+        )?;
+        // Revocation always proceeds; only its audit record can fail, and that is logged.
+        let ended = self.state.sessions.delete(target.id, now_ms());
+        if ended.is_none() {
+            return Err(
+                ToolError::new(Code::SessionNotFound, "the session had already ended").into(),
+            );
+        }
+        if let Err(e) = self.audit_session_event(
+            "session.delete",
+            &[nist::AC_12, nist::AU_3],
+            tool,
+            &caller,
+            &target,
+        ) {
+            tracing::error!("session deleted but not audited: {e}");
+            return Err(ToolError::audit_unavailable(Code::DeleteFailed).into());
+        }
+        Ok(Json(SessionDeleted {
+            success: true,
+            session_id: target.id.to_hex(),
+            message: "Session deleted successfully".into(),
+        }))
+    }
+}
