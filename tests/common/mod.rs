@@ -1,0 +1,369 @@
+//! Test harness: spawns the built `mcp-sessions` binary with its own temporary data and config
+//! directories and speaks newline-delimited JSON-RPC to it over stdio, as a host would.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-sessions");
+
+/// How long a single response may take before a test fails (generous: CI machines are slow).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options for a server under test.
+#[derive(Default, Clone)]
+pub struct Setup {
+    pub demo: bool,
+    /// `key=value` configuration overrides, passed as `--set`.
+    pub set: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Reuse these directories instead of fresh ones (restarts).
+    pub dirs: Option<(PathBuf, PathBuf)>,
+}
+
+impl Setup {
+    pub fn demo() -> Self {
+        Self {
+            demo: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn set(mut self, kv: &str) -> Self {
+        self.set.push(kv.to_owned());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running server and the client end of its stdio.
+pub struct Server {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pending: HashMap<i64, Value>,
+    /// Lines that were not responses with a numeric id (errors with null id, notifications).
+    pub other: Vec<Value>,
+    next_id: i64,
+    pub stderr_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub config_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Spawns the server without initializing it.
+    pub fn spawn(setup: Setup) -> Server {
+        let (temp, data_dir, config_dir) = match setup.dirs.clone() {
+            Some((data, config)) => (None, data, config),
+            None => {
+                let temp = tempfile::tempdir().expect("temp dir");
+                let data = temp.path().join("data");
+                let config = temp.path().join("config");
+                (Some(temp), data, config)
+            }
+        };
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        let stderr_path = data_dir.parent().unwrap_or(&data_dir).join(format!("stderr-{}.log", unique()));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", data_dir.parent().unwrap_or(&data_dir))
+            .env("MCP_SESSIONS_DATA_DIR", &data_dir)
+            .env("MCP_SESSIONS_CONFIG_DIR", &config_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        if let Ok(chrome) = std::env::var("CHROME_PATH") {
+            command.env("CHROME_PATH", chrome);
+        }
+        if setup.demo {
+            command.arg("--demo");
+        }
+        for kv in &setup.set {
+            command.arg("--set").arg(kv);
+        }
+        for (k, v) in &setup.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn mcp-sessions");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            pending: HashMap::new(),
+            other: Vec::new(),
+            next_id: 1,
+            stderr_path,
+            data_dir,
+            config_dir,
+            _temp: temp,
+        }
+    }
+
+    /// Spawns and completes the initialize handshake.
+    pub fn start(setup: Setup) -> Server {
+        let mut server = Server::spawn(setup);
+        server.initialize();
+        server
+    }
+
+    pub fn initialize(&mut self) -> Value {
+        let result = self.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "mcp-sessions-tests", "version": "1"}}),
+        );
+        self.notify("notifications/initialized", None);
+        result
+    }
+
+    /// Writes one raw line (a newline is added).
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    /// Writes raw bytes as they are.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn notify(&mut self, method: &str, params: Option<Value>) {
+        let mut message = json!({"jsonrpc": "2.0", "method": method});
+        if let Some(params) = params {
+            message["params"] = params;
+        }
+        self.send_line(&message.to_string());
+    }
+
+    /// Sends a request and returns its id without waiting.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_line(&message.to_string());
+        id
+    }
+
+    /// The next line from stdout that is not the response to a known id, parsed.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Waits for the whole JSON-RPC response with `id`.
+    pub fn response(&mut self, id: i64) -> Value {
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            if let Some(found) = self.pending.remove(&id) {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(value) = self.next_line(left) else {
+                panic!(
+                    "no response to request {id} within {RESPONSE_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            };
+            match value.get("id").and_then(Value::as_i64) {
+                Some(got) => {
+                    self.pending.insert(got, value);
+                }
+                None => self.other.push(value),
+            }
+        }
+    }
+
+    /// Sends a request and returns its `result`, panicking on a JSON-RPC error.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        let response = self.response(id);
+        match response.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} failed: {response}"),
+        }
+    }
+
+    /// Calls a tool and returns its result (`isError` may be true).
+    pub fn call(&mut self, tool: &str, arguments: Value) -> ToolReply {
+        let result = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
+        ToolReply::from_result(result)
+    }
+
+    /// Calls a tool that must succeed; returns its structured content.
+    pub fn call_ok(&mut self, tool: &str, arguments: Value) -> Value {
+        let reply = self.call(tool, arguments.clone());
+        assert!(!reply.is_error, "{tool} failed: {}", reply.body);
+        reply.body
+    }
+
+    /// Calls a tool that must fail with `code`; returns the error body.
+    pub fn call_err(&mut self, tool: &str, arguments: Value, code: &str) -> Value {
+        let reply = self.call(tool, arguments);
+        assert!(reply.is_error, "{tool} succeeded but {code} was expected: {}", reply.body);
+        assert_eq!(reply.body["code"], code, "{tool}: {}", reply.body);
+        reply.body
+    }
+
+    /// Logs in and returns the create-session result.
+    pub fn login(&mut self, username: &str, password: &str) -> Value {
+        self.call_ok("create-session", json!({"username": username, "password": password}))
+    }
+
+    /// Closes stdin and waits for the process to exit; returns its exit code.
+    pub fn close(&mut self) -> Option<i32> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within 30 s of stdin closing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.data_dir.join("audit.log")
+    }
+
+    /// The audit log, parsed line by line.
+    pub fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Runs `mcp-sessions user …` against this server's directories, with `stdin` as input.
+    pub fn user_command(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        user_command(&self.data_dir, &self.config_dir, args, stdin)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `mcp-sessions <args>` with the given directories and stdin.
+pub fn user_command(data_dir: &Path, config_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MCP_SESSIONS_DATA_DIR", data_dir)
+        .env("MCP_SESSIONS_CONFIG_DIR", config_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn user command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("user command output")
+}
+
+/// A tool result: its JSON body (structured content, or the error body) and whether it failed.
+#[derive(Debug, Clone)]
+pub struct ToolReply {
+    pub is_error: bool,
+    pub body: Value,
+    pub raw: Value,
+}
+
+impl ToolReply {
+    pub fn from_result(result: Value) -> Self {
+        let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
+        let body = match result.get("structuredContent") {
+            Some(structured) if !is_error => structured.clone(),
+            _ => result["content"]
+                .as_array()
+                .and_then(|items| items.iter().find(|c| c["type"] == "text"))
+                .and_then(|c| c["text"].as_str())
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(Value::Null),
+        };
+        ToolReply { is_error, body, raw: result }
+    }
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A users.toml line set for tests: creates `username` with `roles` through the real CLI.
+pub fn add_user(data_dir: &Path, config_dir: &Path, username: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", username];
+    for role in roles {
+        args.push("--role");
+        args.push(role);
+    }
+    let out = user_command(data_dir, config_dir, &args, &format!("{password}\n"));
+    assert!(
+        out.status.success(),
+        "user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
