@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditEvent, AuditLog, nist};
+use crate::browser::BrowserManager;
 use crate::config::{Config, Paths};
 use crate::rbac::RoleTable;
 use crate::secret::SecretString;
@@ -107,6 +108,28 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub roles: RoleTable,
     pub bootstrap: Option<Bootstrap>,
+    pub browser: BrowserManager,
+}
+
+impl AppState {
+    /// Closes the browser contexts of a session that ended, auditing each.
+    pub async fn close_session_contexts(
+        &self,
+        session_id: &SessionId,
+        user_id: &str,
+        username: &str,
+        reason: &str,
+    ) {
+        let session_hex = session_id.to_hex();
+        for context in self.browser.close_session(&session_hex).await {
+            self.audit.record_or_log(
+                AuditEvent::new("context.close", "success", &[nist::AC_12, nist::AU_3])
+                    .user(user_id, username)
+                    .session(&session_hex)
+                    .detail(json!({"contextId": context.context_id, "reason": reason})),
+            );
+        }
+    }
 }
 
 /// Aborts the background task when the server is dropped, so no task outlives its owner.
@@ -169,6 +192,8 @@ impl App {
             per_minute: config.login_rate_per_minute,
         });
         let roles = config.role_table();
+        let browser = BrowserManager::new(config.browser.clone(), &paths.data_dir)
+            .map_err(StartError::Server)?;
         let bootstrap = bootstrap.map(|(username, password)| Bootstrap {
             username,
             password,
@@ -185,6 +210,7 @@ impl App {
                 throttle,
                 roles,
                 bootstrap,
+                browser,
             }),
             ended: Some(ended_rx),
         })
@@ -223,8 +249,14 @@ impl App {
         Ok(())
     }
 
-    /// Ends every session and flushes the audit log.
+    /// Closes every browser context, stops Chromium, ends every session and flushes the audit log.
     fn shutdown(&self) {
+        for (owner, context) in self.state.browser.shutdown() {
+            self.state.audit.record_or_log(
+                AuditEvent::new("context.close", "success", &[nist::AC_12, nist::AU_3])
+                    .detail(json!({"contextId": context.context_id, "reason": "server exit", "userId": owner.user_id})),
+            );
+        }
         let ended = self.state.sessions.end_all();
         self.state.audit.record_or_log(
             AuditEvent::new("server.stop", "success", &[nist::AU_3, nist::AC_12])
@@ -246,10 +278,14 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
                 state.users.refresh();
                 state.sessions.sweep(now);
                 state.throttle.prune(now);
+                state.browser.stop_idle(now);
             }
             session = ended.recv() => {
                 let Some(session) = session else { return };
                 audit_ending(&state.audit, &session);
+                state
+                    .close_session_contexts(&session.id, &session.user_id, &session.username, session.reason.as_str())
+                    .await;
             }
         }
     }

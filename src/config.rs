@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::browser::BrowserConfig;
 use crate::rbac::RoleTable;
 
 /// Environment variables with the `MCP_SESSIONS_` prefix that are not configuration keys.
@@ -135,6 +136,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Role → permissions. Missing roles keep the built-in mapping.
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Browser contexts: executable, limits, timeouts, URL policy.
+    pub browser: BrowserConfig,
 }
 
 impl Default for Config {
@@ -158,6 +161,7 @@ impl Default for Config {
             expired_grace: 600,
             max_request_bytes: 4 * 1024 * 1024,
             roles: BTreeMap::new(),
+            browser: BrowserConfig::default(),
         }
     }
 }
@@ -265,6 +269,9 @@ impl Config {
             key: "roles",
             reason,
         })?;
+        self.browser
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         Ok(())
     }
 

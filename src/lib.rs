@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod config;

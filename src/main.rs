@@ -23,8 +23,11 @@ fn init_logging() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
+    // A log line that cannot be written (stderr closed, disk full) is dropped: the default would
+    // report it with `eprintln!`, which panics on that same stderr.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(false)
         .with_env_filter(filter)
         .init();

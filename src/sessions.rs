@@ -1,6 +1,7 @@
 //! The session store: who is logged in, until when. Absolute and idle expiry, the user's
-//! standing (exists, enabled, same password) and ownership are checked on every access; the
-//! sweeper only frees memory. Every session that ends by itself is announced on a channel so the
+//! standing (exists, enabled, same password) and ownership are checked on every access, against
+//! the users file as it is on disk now (another process may have edited it); the sweeper only
+//! frees memory. Every session that ends by itself is announced on a channel so the
 //! composition root can audit it and close its browser contexts (sessions never call the
 //! browser).
 
@@ -366,6 +367,7 @@ impl SessionStore {
         owner: Option<&str>,
         now: u64,
     ) -> Result<SessionInfo, SessionError> {
+        self.shared.users.refresh();
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get(&id) else {
             return Err(self.missing(&inner, &id, now));
@@ -429,6 +431,7 @@ impl SessionStore {
 
     /// Looks at a session without touching it (admin listing, get-session of another's).
     pub fn peek(&self, id: SessionId, now: u64) -> Result<SessionInfo, SessionError> {
+        self.shared.users.refresh();
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get(&id) else {
             return Err(self.missing(&inner, &id, now));
@@ -452,6 +455,7 @@ impl SessionStore {
 
     /// Live sessions, of one user or of all, oldest first.
     pub fn list(&self, user_id: Option<&str>, now: u64) -> Vec<SessionInfo> {
+        self.shared.users.refresh();
         let mut inner = self.lock();
         let ids: Vec<SessionId> = match user_id {
             Some(user) => inner.by_user.get(user).cloned().unwrap_or_default(),
@@ -481,6 +485,7 @@ impl SessionStore {
         now: u64,
     ) -> Result<(SessionInfo, IssuedTokens), SessionError> {
         let id = SessionId::parse(&claims.sid).ok_or(SessionError::RefreshInvalid)?;
+        self.shared.users.refresh();
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get(&id) else {
             return Err(match self.missing(&inner, &id, now) {

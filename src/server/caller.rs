@@ -93,7 +93,15 @@ impl McpSessions {
                 self.state.config.session_duration,
                 None,
             )
-            .await?;
+            .await
+            .map_err(|e| match e.code {
+                // The caller gave no credential: the host's configuration is what is wrong.
+                Code::InvalidCredentials => ToolError::new(
+                    Code::AuthFailed,
+                    "no credential, and the host's bootstrap user (MCP_SESSIONS_USER) cannot log in; pass `sessionId` or `accessToken` (from create-session)",
+                ),
+                _ => e,
+            })?;
         *current = Some(session.id);
         Ok(Caller { session })
     }

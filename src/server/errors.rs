@@ -5,6 +5,7 @@
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::json;
 
+use crate::browser::BrowserError;
 use crate::sessions::SessionError;
 
 /// The user-facing error codes of DESIGN.md.
@@ -20,6 +21,17 @@ pub enum Code {
     SessionExpired,
     DeleteFailed,
     PermissionDenied,
+    BrowserUnavailable,
+    BrowserCrashed,
+    BrowserTimeout,
+    BrowserError,
+    ContextNotFound,
+    ContextLimit,
+    NavigationBlocked,
+    NavigationTimeout,
+    NavigationFailed,
+    ElementNotFound,
+    ScriptError,
 }
 
 impl Code {
@@ -35,6 +47,17 @@ impl Code {
             Code::SessionExpired => "SESSION_EXPIRED",
             Code::DeleteFailed => "DELETE_FAILED",
             Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::BrowserUnavailable => "BROWSER_UNAVAILABLE",
+            Code::BrowserCrashed => "BROWSER_CRASHED",
+            Code::BrowserTimeout => "BROWSER_TIMEOUT",
+            Code::BrowserError => "BROWSER_ERROR",
+            Code::ContextNotFound => "CONTEXT_NOT_FOUND",
+            Code::ContextLimit => "CONTEXT_LIMIT",
+            Code::NavigationBlocked => "NAVIGATION_BLOCKED",
+            Code::NavigationTimeout => "NAVIGATION_TIMEOUT",
+            Code::NavigationFailed => "NAVIGATION_FAILED",
+            Code::ElementNotFound => "ELEMENT_NOT_FOUND",
+            Code::ScriptError => "SCRIPT_ERROR",
         }
     }
 }
@@ -133,6 +156,60 @@ impl From<ToolError> for CallToolResult {
 
 impl From<SessionError> for CallToolResult {
     fn from(e: SessionError) -> Self {
+        ToolError::from(e).into()
+    }
+}
+
+impl From<BrowserError> for ToolError {
+    fn from(e: BrowserError) -> Self {
+        let (code, message) = match &e {
+            BrowserError::Unavailable => (Code::BrowserUnavailable, e.to_string()),
+            BrowserError::Launch(_) => (
+                Code::BrowserUnavailable,
+                format!("{e}; check that Chromium runs on this machine (`mcp-sessions` logs more with RUST_LOG=info)"),
+            ),
+            BrowserError::NoDisplay(_) => (Code::BrowserUnavailable, e.to_string()),
+            BrowserError::Crashed => (
+                Code::BrowserCrashed,
+                "the browser crashed or stopped answering and its contexts are gone; create a new context with create-browser-context (it starts a fresh browser)".to_owned(),
+            ),
+            BrowserError::ContextNotFound => (
+                Code::ContextNotFound,
+                "this session has no browser context with that id; see list-browser-contexts, or create one".to_owned(),
+            ),
+            BrowserError::ContextLimit(max) => (
+                Code::ContextLimit,
+                format!("this session already has {max} browser contexts; close one with close-browser-context first"),
+            ),
+            BrowserError::Blocked(why) => (Code::NavigationBlocked, format!("navigation refused: {why}")),
+            BrowserError::NavigationTimeout => (
+                Code::NavigationTimeout,
+                "the page did not finish loading in time; retry with a larger timeoutMs, or read what has loaded".to_owned(),
+            ),
+            BrowserError::NavigationFailed(why) => (
+                Code::NavigationFailed,
+                format!("the page could not be loaded ({why}); check the URL and that the site is reachable"),
+            ),
+            BrowserError::Timeout => (
+                Code::BrowserTimeout,
+                "the page did not answer in time (it may be busy running a script); try again or close the context".to_owned(),
+            ),
+            BrowserError::NoElement => (
+                Code::ElementNotFound,
+                "no element matches the selector; check it with browser-read (mode html) or wait for it with browser-wait-for".to_owned(),
+            ),
+            BrowserError::Script(text) => (Code::ScriptError, format!("the expression threw: {text}")),
+            BrowserError::Internal(text) => {
+                tracing::warn!("browser: {text}");
+                (Code::BrowserError, "the browser reported an error; try again".to_owned())
+            }
+        };
+        ToolError::new(code, message)
+    }
+}
+
+impl From<BrowserError> for CallToolResult {
+    fn from(e: BrowserError) -> Self {
         ToolError::from(e).into()
     }
 }

@@ -20,8 +20,6 @@ use crate::secret::SecretString;
 use crate::sessions::{IssuedTokens, SessionInfo};
 use crate::tokens::TokenKind;
 
-type ToolResult<T> = Result<Json<T>, CallToolResult>;
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionArgs {
@@ -215,6 +213,8 @@ impl McpSessions {
     }
 }
 
+// Results are spelled `Result<Json<T>, CallToolResult>` rather than through an alias: rmcp's
+// `#[tool]` reads the return type's syntax to derive each tool's advertised `outputSchema`.
 #[tool_router(router = session_tools, vis = "pub(super)")]
 impl McpSessions {
     #[tool(
@@ -233,7 +233,7 @@ impl McpSessions {
         &self,
         Parameters(args): Parameters<CreateSessionArgs>,
         peer: Peer<RoleServer>,
-    ) -> ToolResult<SessionCreated> {
+    ) -> Result<Json<SessionCreated>, CallToolResult> {
         let duration = args.duration.unwrap_or(self.state.config.session_duration);
         let client: Option<Arc<str>> = peer
             .peer_info()
@@ -267,7 +267,7 @@ impl McpSessions {
     async fn list_sessions(
         &self,
         Parameters(args): Parameters<ListSessionsArgs>,
-    ) -> ToolResult<SessionList> {
+    ) -> Result<Json<SessionList>, CallToolResult> {
         let tool = "list-sessions";
         let caller = self
             .caller(args.access_token.as_ref(), args.session_id.as_deref())
@@ -313,7 +313,7 @@ impl McpSessions {
     async fn get_session(
         &self,
         Parameters(args): Parameters<SessionArgs>,
-    ) -> ToolResult<SessionStatus> {
+    ) -> Result<Json<SessionStatus>, CallToolResult> {
         let tool = "get-session";
         let caller = self
             .caller(args.access_token.as_ref(), Some(&args.session_id))
@@ -342,7 +342,17 @@ impl McpSessions {
             last_accessed_at: s.last_accessed_at,
             access_token_expires_at: rfc3339(target.access_expires_ms),
             access_token,
-            contexts: Vec::new(),
+            contexts: self
+                .state
+                .browser
+                .list(&target.id.to_hex())
+                .iter()
+                .map(|c| ContextBrief {
+                    context_id: c.context_id.clone(),
+                    name: c.name.clone(),
+                    status: c.status.to_owned(),
+                })
+                .collect(),
         }))
     }
 
@@ -360,7 +370,7 @@ impl McpSessions {
     async fn refresh_session(
         &self,
         Parameters(args): Parameters<RefreshSessionArgs>,
-    ) -> ToolResult<SessionRefreshed> {
+    ) -> Result<Json<SessionRefreshed>, CallToolResult> {
         let tool = "refresh-session";
         let state = &self.state;
         let now = now_ms();
@@ -416,7 +426,7 @@ impl McpSessions {
     async fn delete_session(
         &self,
         Parameters(args): Parameters<SessionArgs>,
-    ) -> ToolResult<SessionDeleted> {
+    ) -> Result<Json<SessionDeleted>, CallToolResult> {
         let tool = "delete-session";
         let caller = self
             .caller(args.access_token.as_ref(), Some(&args.session_id))

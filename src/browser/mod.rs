@@ -1,0 +1,738 @@
+//! Browser contexts bound to sessions. One Chromium process per user (so a hostile page can only
+//! hurt its own user's contexts), launched lazily; each context is a CDP BrowserContext
+//! (incognito: cookies, storage and cache isolated) with one tab. headless_chrome is blocking:
+//! every call runs on the blocking pool under a timeout of ours, and a browser that stops
+//! answering is declared crashed, killed, and relaunched by the next create-browser-context.
+//! This module knows nothing of sessions beyond an opaque owner key; the composition root closes
+//! a session's contexts when the session ends.
+
+mod cdp;
+pub mod page;
+pub mod policy;
+mod process;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cdp::CdpConnection;
+use headless_chrome::Browser;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use page::PageError;
+pub use policy::UrlPolicy;
+use process::{ChromeProcess, LaunchSpec};
+
+/// The `[browser]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// Chromium or Chrome executable (after `CHROME_PATH`, before the usual locations).
+    pub chrome_path: Option<PathBuf>,
+    /// Chromium's sandbox: "auto" (on unless running as root), "on" or "off".
+    pub sandbox: String,
+    /// Live contexts one session may hold.
+    pub max_contexts_per_session: usize,
+    /// Default navigation timeout, milliseconds.
+    pub navigation_timeout_ms: u64,
+    /// The longest navigation timeout a call may ask for, milliseconds.
+    pub max_navigation_timeout_ms: u64,
+    /// Timeout of clicks, typing, reads, screenshots and scripts, milliseconds.
+    pub action_timeout_ms: u64,
+    /// How long a browser may take to start, milliseconds.
+    pub launch_timeout_ms: u64,
+    /// Default and maximum `maxChars` of browser-read.
+    pub read_chars: usize,
+    pub max_read_chars: usize,
+    /// Screenshots are scaled to fit these (what hosts accept).
+    pub screenshot_max_side: u32,
+    pub screenshot_max_pixels: u32,
+    /// Default viewport of a new context.
+    pub viewport_width: u32,
+    pub viewport_height: u32,
+    /// Origins navigation may reach (empty: any but the always-blocked ones).
+    pub allow_origins: Vec<String>,
+    /// Origins navigation may never reach.
+    pub deny_origins: Vec<String>,
+    /// A user's browser with no contexts is stopped after this many seconds.
+    pub idle_shutdown: u64,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        Self {
+            chrome_path: None,
+            sandbox: "auto".into(),
+            max_contexts_per_session: 3,
+            navigation_timeout_ms: 30_000,
+            max_navigation_timeout_ms: 120_000,
+            action_timeout_ms: 10_000,
+            launch_timeout_ms: 20_000,
+            read_chars: 20_000,
+            max_read_chars: 200_000,
+            screenshot_max_side: 1568,
+            screenshot_max_pixels: 1_150_000,
+            viewport_width: 1280,
+            viewport_height: 720,
+            allow_origins: Vec::new(),
+            deny_origins: Vec::new(),
+            idle_shutdown: 300,
+        }
+    }
+}
+
+impl BrowserConfig {
+    /// Checks the section; the error names the key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !matches!(self.sandbox.as_str(), "auto" | "on" | "off") {
+            return Err((
+                "browser.sandbox",
+                "must be \"auto\", \"on\" or \"off\"".into(),
+            ));
+        }
+        let positive = [
+            (
+                "browser.max_contexts_per_session",
+                self.max_contexts_per_session as u64,
+            ),
+            ("browser.navigation_timeout_ms", self.navigation_timeout_ms),
+            ("browser.action_timeout_ms", self.action_timeout_ms),
+            ("browser.launch_timeout_ms", self.launch_timeout_ms),
+            ("browser.read_chars", self.read_chars as u64),
+            (
+                "browser.screenshot_max_side",
+                u64::from(self.screenshot_max_side),
+            ),
+            (
+                "browser.screenshot_max_pixels",
+                u64::from(self.screenshot_max_pixels),
+            ),
+            ("browser.viewport_width", u64::from(self.viewport_width)),
+            ("browser.viewport_height", u64::from(self.viewport_height)),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than 0".into()));
+            }
+        }
+        if self.navigation_timeout_ms > self.max_navigation_timeout_ms {
+            return Err((
+                "browser.navigation_timeout_ms",
+                "must not exceed browser.max_navigation_timeout_ms".into(),
+            ));
+        }
+        if self.read_chars > self.max_read_chars {
+            return Err((
+                "browser.read_chars",
+                "must not exceed browser.max_read_chars".into(),
+            ));
+        }
+        UrlPolicy::new(&self.allow_origins, &self.deny_origins)
+            .map_err(|e| ("browser.allow_origins", e))?;
+        Ok(())
+    }
+
+    fn sandbox_enabled(&self) -> bool {
+        match self.sandbox.as_str() {
+            "on" => true,
+            "off" => false,
+            // Chromium refuses to start sandboxed as root.
+            _ => !running_as_root(),
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    #[error("{}", process::INSTALL_ADVICE)]
+    Unavailable,
+    #[error("the browser could not start: {0}")]
+    Launch(String),
+    #[error("the browser crashed or stopped answering")]
+    Crashed,
+    #[error("no such browser context")]
+    ContextNotFound,
+    #[error("the session already has {0} browser contexts")]
+    ContextLimit(usize),
+    #[error("{0}")]
+    Blocked(String),
+    #[error("the navigation did not complete in time")]
+    NavigationTimeout,
+    #[error("the navigation failed: {0}")]
+    NavigationFailed(String),
+    #[error("the page did not answer in time")]
+    Timeout,
+    #[error("no element matches the selector")]
+    NoElement,
+    #[error("the script threw: {0}")]
+    Script(String),
+    #[error("{0}")]
+    NoDisplay(String),
+    #[error("browser error: {0}")]
+    Internal(String),
+}
+
+/// Who owns a context: an opaque session key and the user whose browser runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub session: String,
+    pub user_id: String,
+}
+
+/// A context as callers see it.
+#[derive(Debug, Clone)]
+pub struct ContextInfo {
+    pub context_id: String,
+    pub name: String,
+    /// "active", or "gone" once its browser crashed.
+    pub status: &'static str,
+    pub created_ms: u64,
+    pub url: String,
+}
+
+/// One user's Chromium: headless_chrome's connection (which tracks its targets) and a
+/// browser-level connection of ours for the calls on the hot path.
+struct UserBrowser {
+    browser: Browser,
+    control: Mutex<CdpConnection>,
+    process: Mutex<Option<ChromeProcess>>,
+    /// `ws://127.0.0.1:<port>`: page connections are `<base>/devtools/page/<target id>`.
+    devtools_base: String,
+    crashed: AtomicBool,
+    /// When it last had a context (for idle shutdown), ms.
+    last_used_ms: AtomicU64,
+}
+
+impl UserBrowser {
+    fn process_exited(&self) -> bool {
+        let mut guard = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_mut().is_none_or(|p| !p.is_alive())
+    }
+
+    /// A browser-level DevTools call on the control connection.
+    fn control_call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, PageError> {
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(control.call(method, params, timeout)?)
+    }
+
+    /// The URL a target shows, from headless_chrome's target registry.
+    fn target_url(&self, target_id: &str) -> String {
+        let Ok(tabs) = self.browser.get_tabs().lock() else {
+            return String::new();
+        };
+        tabs.iter()
+            .find(|tab| tab.get_target_id() == target_id)
+            .map(|tab| tab.get_url())
+            .unwrap_or_default()
+    }
+
+    /// Kills the process and removes its profile.
+    fn stop(&self) {
+        let process = self
+            .process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut process) = process {
+            process.stop();
+        }
+    }
+}
+
+struct ContextEntry {
+    id: String,
+    name: String,
+    owner: Owner,
+    headless: bool,
+    browser: Arc<UserBrowser>,
+    /// The CDP BrowserContext.
+    cdp_id: String,
+    target_id: String,
+    /// The tab's own DevTools connection; one operation at a time.
+    page: Arc<Mutex<CdpConnection>>,
+    created_ms: u64,
+}
+
+impl ContextEntry {
+    fn info(&self) -> ContextInfo {
+        let gone = self.browser.crashed.load(Ordering::SeqCst);
+        ContextInfo {
+            context_id: self.id.clone(),
+            name: self.name.clone(),
+            status: if gone { "gone" } else { "active" },
+            created_ms: self.created_ms,
+            url: if gone {
+                String::new()
+            } else {
+                self.browser.target_url(&self.target_id)
+            },
+        }
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<UserBrowser>>>>;
+
+struct Shared {
+    config: BrowserConfig,
+    policy: UrlPolicy,
+    profile_root: PathBuf,
+    /// (user id, headless) → that user's browser, launched on first use.
+    browsers: Mutex<HashMap<(String, bool), Slot>>,
+    contexts: Mutex<HashMap<String, Arc<ContextEntry>>>,
+    profile_counter: AtomicU64,
+}
+
+/// Every browser and context of the server. A cheap `Clone` handle.
+#[derive(Clone)]
+pub struct BrowserManager {
+    shared: Arc<Shared>,
+}
+
+/// headless_chrome's own idle timeout also bounds each of its calls and, once reached, stops its
+/// event loop for good (upstream #498); our own timeouts bound calls, so make it effectively never.
+const CDP_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl BrowserManager {
+    /// `data_dir/browser-profiles` holds the profiles; stale ones from a killed run are removed.
+    pub fn new(config: BrowserConfig, data_dir: &Path) -> Result<Self, String> {
+        let policy = UrlPolicy::new(&config.allow_origins, &config.deny_origins)?;
+        let profile_root = data_dir.join("browser-profiles");
+        process::remove_stale_profiles(&profile_root);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                policy,
+                profile_root,
+                browsers: Mutex::new(HashMap::new()),
+                contexts: Mutex::new(HashMap::new()),
+                profile_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &BrowserConfig {
+        &self.shared.config
+    }
+
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.shared.policy
+    }
+
+    fn contexts(&self) -> MutexGuard<'_, HashMap<String, Arc<ContextEntry>>> {
+        self.shared
+            .contexts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, user_id: &str, headless: bool) -> Slot {
+        let mut browsers = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        browsers
+            .entry((user_id.to_owned(), headless))
+            .or_default()
+            .clone()
+    }
+
+    /// The user's live browser, launching one if needed.
+    async fn browser_for(
+        &self,
+        user_id: &str,
+        headless: bool,
+    ) -> Result<Arc<UserBrowser>, BrowserError> {
+        let slot = self.slot(user_id, headless);
+        let mut current = slot.lock().await;
+        if let Some(browser) = current.as_ref()
+            && !browser.crashed.load(Ordering::SeqCst)
+            && !browser.process_exited()
+        {
+            return Ok(browser.clone());
+        }
+        if let Some(old) = current.take() {
+            self.mark_crashed(&old);
+        }
+        let executable = process::find_executable(self.shared.config.chrome_path.as_deref())
+            .ok_or(BrowserError::Unavailable)?;
+        if !headless && !display_available() {
+            return Err(BrowserError::NoDisplay(
+                "a visible browser window needs a display (DISPLAY or WAYLAND_DISPLAY); use headless: true".into(),
+            ));
+        }
+        let n = self.shared.profile_counter.fetch_add(1, Ordering::SeqCst);
+        let spec = LaunchSpec {
+            executable,
+            profile_dir: self
+                .shared
+                .profile_root
+                .join(format!("{}-{n}", std::process::id())),
+            headless,
+            sandbox: self.shared.config.sandbox_enabled(),
+        };
+        let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
+        let launched = tokio::task::spawn_blocking(move || {
+            let process = ChromeProcess::launch(&spec, launch_timeout)?;
+            let browser =
+                Browser::connect_with_timeout(process.ws_url.clone(), CDP_IDLE).map_err(|e| {
+                    BrowserError::Launch(format!("cannot connect to the browser: {e:#}"))
+                })?;
+            let control = CdpConnection::connect(&process.ws_url)
+                .map_err(|e| BrowserError::Launch(format!("cannot connect to the browser: {e}")))?;
+            let devtools_base = process
+                .ws_url
+                .split("/devtools/")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Ok::<_, BrowserError>(UserBrowser {
+                devtools_base,
+                control: Mutex::new(control),
+                browser,
+                process: Mutex::new(Some(process)),
+                crashed: AtomicBool::new(false),
+                last_used_ms: AtomicU64::new(crate::clock::now_ms()),
+            })
+        })
+        .await
+        .map_err(|e| BrowserError::Internal(e.to_string()))??;
+        let browser = Arc::new(launched);
+        *current = Some(browser.clone());
+        Ok(browser)
+    }
+
+    /// Marks a browser dead: its contexts turn "gone" and its process is killed.
+    fn mark_crashed(&self, browser: &Arc<UserBrowser>) {
+        if !browser.crashed.swap(true, Ordering::SeqCst) {
+            tracing::warn!("a browser crashed or stopped answering; its contexts are gone");
+        }
+        let browser = browser.clone();
+        std::thread::spawn(move || browser.stop());
+    }
+
+    /// Whether the browser still answers at the browser level.
+    async fn answers(&self, browser: &Arc<UserBrowser>) -> bool {
+        if browser.crashed.load(Ordering::SeqCst) || browser.process_exited() {
+            return false;
+        }
+        let probe = browser.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            probe
+                .control_call("Browser.getVersion", json!({}), Duration::from_secs(2))
+                .is_ok()
+        });
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), task).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// Creates a context with one tab for `owner`.
+    pub async fn create_context(
+        &self,
+        owner: Owner,
+        name: Option<String>,
+        headless: bool,
+        viewport: Option<(u32, u32)>,
+    ) -> Result<ContextInfo, BrowserError> {
+        let max = self.shared.config.max_contexts_per_session;
+        let active = self
+            .contexts()
+            .values()
+            .filter(|c| {
+                c.owner.session == owner.session && !c.browser.crashed.load(Ordering::SeqCst)
+            })
+            .count();
+        if active >= max {
+            return Err(BrowserError::ContextLimit(max));
+        }
+        let browser = self.browser_for(&owner.user_id, headless).await?;
+        let (width, height) = viewport.unwrap_or((
+            self.shared.config.viewport_width,
+            self.shared.config.viewport_height,
+        ));
+        let action_timeout = Duration::from_millis(self.shared.config.action_timeout_ms);
+        let worker = browser.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let created = worker.control_call(
+                "Target.createBrowserContext",
+                json!({"disposeOnDetach": false}),
+                action_timeout,
+            )?;
+            let cdp_id = created["browserContextId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let target = worker.control_call(
+                "Target.createTarget",
+                json!({"url": "about:blank", "browserContextId": cdp_id, "newWindow": true}),
+                action_timeout,
+            )?;
+            let target_id = target["targetId"].as_str().unwrap_or_default().to_owned();
+            let mut page = CdpConnection::connect(&format!(
+                "{}/devtools/page/{target_id}",
+                worker.devtools_base
+            ))?;
+            page::set_viewport(&mut page, width, height, action_timeout)?;
+            Ok::<_, PageError>((cdp_id, target_id, page))
+        });
+        let (cdp_id, target_id, page) = self
+            .finish(&browser, action_timeout * 2, task, false)
+            .await?;
+        let id =
+            crate::secret::random_hex_id().map_err(|e| BrowserError::Internal(e.to_string()))?;
+        let entry = Arc::new(ContextEntry {
+            id: id.clone(),
+            name: name.unwrap_or_else(|| format!("context-{}", &id[..8])),
+            owner,
+            headless,
+            browser,
+            cdp_id,
+            target_id,
+            page: Arc::new(Mutex::new(page)),
+            created_ms: crate::clock::now_ms(),
+        });
+        let info = entry.info();
+        self.contexts().insert(id, entry);
+        Ok(info)
+    }
+
+    /// Waits for a blocking browser task; classifies failures, declaring the browser crashed when
+    /// it no longer answers.
+    async fn finish<T>(
+        &self,
+        browser: &Arc<UserBrowser>,
+        timeout: Duration,
+        task: tokio::task::JoinHandle<Result<T, PageError>>,
+        navigation: bool,
+    ) -> Result<T, BrowserError> {
+        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), task).await;
+        let failure = match outcome {
+            Ok(Ok(Ok(value))) => return Ok(value),
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(join)) => PageError::Protocol(join.to_string()),
+            Err(_) => PageError::Timeout,
+        };
+        match failure {
+            PageError::NoElement => Err(BrowserError::NoElement),
+            PageError::Script(text) => Err(BrowserError::Script(text)),
+            PageError::Navigation(text) => Err(BrowserError::NavigationFailed(text)),
+            PageError::Timeout | PageError::Protocol(_) => {
+                if !self.answers(browser).await {
+                    self.mark_crashed(browser);
+                    return Err(BrowserError::Crashed);
+                }
+                match failure {
+                    PageError::Timeout if navigation => Err(BrowserError::NavigationTimeout),
+                    PageError::Timeout => Err(BrowserError::Timeout),
+                    PageError::Protocol(text) => Err(BrowserError::Internal(text)),
+                    _ => Err(BrowserError::Timeout),
+                }
+            }
+        }
+    }
+
+    fn entry(
+        &self,
+        owner_session: &str,
+        context_id: &str,
+    ) -> Result<Arc<ContextEntry>, BrowserError> {
+        self.contexts()
+            .get(context_id)
+            .filter(|c| c.owner.session == owner_session)
+            .cloned()
+            .ok_or(BrowserError::ContextNotFound)
+    }
+
+    /// Runs a page operation on `context_id` of `session`, bounded by `timeout`.
+    pub async fn with_page<T, F>(
+        &self,
+        session: &str,
+        context_id: &str,
+        timeout: Duration,
+        navigation: bool,
+        op: F,
+    ) -> Result<T, BrowserError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CdpConnection) -> Result<T, PageError> + Send + 'static,
+    {
+        let entry = self.entry(session, context_id)?;
+        if entry.browser.crashed.load(Ordering::SeqCst) {
+            return Err(BrowserError::Crashed);
+        }
+        let page = entry.page.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut page = page.lock().unwrap_or_else(|p| p.into_inner());
+            op(&mut page)
+        });
+        self.finish(&entry.browser, timeout, task, navigation).await
+    }
+
+    /// The contexts of a session.
+    pub fn list(&self, session: &str) -> Vec<ContextInfo> {
+        let mut list: Vec<ContextInfo> = self
+            .contexts()
+            .values()
+            .filter(|c| c.owner.session == session)
+            .map(|c| c.info())
+            .collect();
+        list.sort_by_key(|c| c.created_ms);
+        list
+    }
+
+    /// Closes a context: disposes its BrowserContext (tabs, cookies, storage) over a browser-level
+    /// connection. Returns whether it existed.
+    pub async fn close(
+        &self,
+        session: &str,
+        context_id: &str,
+    ) -> Result<ContextInfo, BrowserError> {
+        let entry = self.entry(session, context_id)?;
+        self.contexts().remove(context_id);
+        let info = entry.info();
+        self.dispose(entry).await;
+        Ok(info)
+    }
+
+    async fn dispose(&self, entry: Arc<ContextEntry>) {
+        entry
+            .browser
+            .last_used_ms
+            .store(crate::clock::now_ms(), Ordering::SeqCst);
+        if entry.browser.crashed.load(Ordering::SeqCst) {
+            return;
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            entry.browser.control_call(
+                "Target.disposeBrowserContext",
+                json!({"browserContextId": entry.cdp_id}),
+                Duration::from_secs(5),
+            )
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("disposing a browser context failed: {e}"),
+            Err(e) => tracing::warn!("disposing a browser context failed: {e}"),
+        }
+    }
+
+    /// Closes every context of a session (it ended). Returns what was closed.
+    pub async fn close_session(&self, session: &str) -> Vec<ContextInfo> {
+        let entries: Vec<Arc<ContextEntry>> = {
+            let mut contexts = self.contexts();
+            let ids: Vec<String> = contexts
+                .values()
+                .filter(|c| c.owner.session == session)
+                .map(|c| c.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| contexts.remove(id)).collect()
+        };
+        let mut closed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            closed.push(entry.info());
+            self.dispose(entry).await;
+        }
+        closed
+    }
+
+    /// Stops browsers that have had no context for `idle_shutdown` seconds.
+    pub fn stop_idle(&self, now_ms: u64) {
+        let busy: Vec<(String, bool)> = self
+            .contexts()
+            .values()
+            .map(|c| (c.owner.user_id.clone(), c.headless))
+            .collect();
+        let idle_ms = self.shared.config.idle_shutdown * 1000;
+        let mut browsers = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        browsers.retain(|key, slot| {
+            if busy.contains(key) {
+                return true;
+            }
+            let Ok(mut current) = slot.try_lock() else {
+                return true;
+            };
+            let idle = current.as_ref().is_none_or(|b| {
+                now_ms.saturating_sub(b.last_used_ms.load(Ordering::SeqCst)) >= idle_ms
+            });
+            if idle && let Some(browser) = current.take() {
+                let browser = browser.clone();
+                std::thread::spawn(move || browser.stop());
+            }
+            !idle
+        });
+    }
+
+    /// Closes every context and stops every browser (server exit). Returns the contexts closed.
+    pub fn shutdown(&self) -> Vec<(Owner, ContextInfo)> {
+        let entries: Vec<Arc<ContextEntry>> = self.contexts().drain().map(|(_, e)| e).collect();
+        let closed = entries
+            .iter()
+            .map(|e| (e.owner.clone(), e.info()))
+            .collect();
+        drop(entries);
+        let slots: Vec<Slot> = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Ok(mut current) = slot.try_lock()
+                && let Some(browser) = current.take()
+            {
+                browser.stop();
+            }
+        }
+        closed
+    }
+
+    /// Number of browser processes running (for tests and the bench).
+    pub fn running_browsers(&self) -> usize {
+        let browsers = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        browsers
+            .values()
+            .filter(|slot| slot.try_lock().map(|b| b.is_some()).unwrap_or(true))
+            .count()
+    }
+}
+
+fn display_available() -> bool {
+    if cfg!(target_os = "linux") {
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+    } else {
+        true
+    }
+}

@@ -1,0 +1,285 @@
+//! Finding, launching and stopping Chromium. We launch it ourselves (not through
+//! headless_chrome) so that it dies with us: the child gets `PR_SET_PDEATHSIG = SIGKILL` from a
+//! launcher thread that lives as long as the process (the signal follows the *thread* that forked),
+//! runs in its own process group so shutdown can kill every helper at once, has crash reporting
+//! off (crashpad re-parents to PID 1), and uses a profile directory of ours that is removed on
+//! exit, or at the next start if we were killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Sender, channel};
+use std::time::{Duration, Instant};
+
+use super::BrowserError;
+
+/// Where browsers are usually installed, most likely first.
+const CANDIDATES: &[&str] = &[
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    "/usr/bin/google-chrome",
+    "/usr/bin/google-chrome-stable",
+    "/snap/bin/chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    r"C:\Program Files\Google\Chrome\Application\chrome.exe",
+    r"C:\Program Files (x86)\Google\Chrome\Application\chrome.exe",
+];
+
+/// Advice shown when no browser is found.
+pub const INSTALL_ADVICE: &str = "no Chromium or Chrome was found: install one (Debian/Ubuntu: `apt-get install chromium`; \
+macOS: install Google Chrome), or point CHROME_PATH or the `browser.chrome_path` configuration key at it";
+
+/// `CHROME_PATH`, then the configured path, then the usual install locations.
+pub fn find_executable(configured: Option<&Path>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("CHROME_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(configured.map(Path::to_path_buf))
+        .chain(CANDIDATES.iter().map(PathBuf::from))
+        .find(|path| path.is_file())
+}
+
+/// How to start a browser.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub executable: PathBuf,
+    pub profile_dir: PathBuf,
+    pub headless: bool,
+    pub sandbox: bool,
+}
+
+impl LaunchSpec {
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--disable-crash-reporter",
+            "--disable-breakpad",
+            "--disable-domain-reliability",
+            "--disable-client-side-phishing-detection",
+            "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+            "--password-store=basic",
+            "--use-mock-keychain",
+            "--mute-audio",
+            "--disable-dev-shm-usage",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", self.profile_dir.display()));
+        if self.headless {
+            args.push("--headless".into());
+            args.push("--disable-gpu".into());
+        }
+        if !self.sandbox {
+            args.push("--no-sandbox".into());
+        }
+        args.push("about:blank".into());
+        args
+    }
+}
+
+/// A running Chromium we started.
+pub struct ChromeProcess {
+    child: Child,
+    pub ws_url: String,
+    pub profile_dir: PathBuf,
+}
+
+struct LaunchRequest {
+    spec: LaunchSpec,
+    reply: Sender<std::io::Result<Child>>,
+}
+
+/// The launcher thread: lives as long as the process, so the parent-death signal of the browsers
+/// it forks fires only when the whole server dies.
+fn launcher() -> Option<&'static std::sync::Mutex<Sender<LaunchRequest>>> {
+    static LAUNCHER: OnceLock<Option<std::sync::Mutex<Sender<LaunchRequest>>>> = OnceLock::new();
+    LAUNCHER
+        .get_or_init(|| {
+            let (tx, rx) = channel::<LaunchRequest>();
+            std::thread::Builder::new()
+                .name("chromium-launcher".into())
+                .spawn(move || {
+                    for request in rx {
+                        let _ = request.reply.send(spawn_child(&request.spec));
+                    }
+                })
+                .ok()
+                .map(|_| std::sync::Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
+    let mut command = Command::new(&spec.executable);
+    command
+        .args(spec.args())
+        .stdin(Stdio::null())
+        // stdout is the MCP channel: the browser must never write to it.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        #[cfg(target_os = "linux")]
+        {
+            let parent = std::process::id();
+            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The server died between fork and prctl: do not start an orphan.
+                    if libc::getppid() as u32 != parent {
+                        return Err(std::io::Error::other("parent exited"));
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+    command.spawn()
+}
+
+impl ChromeProcess {
+    /// Starts a browser and waits (up to `timeout`) until its DevTools endpoint is ready.
+    pub fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Self, BrowserError> {
+        std::fs::create_dir_all(&spec.profile_dir).map_err(|e| {
+            BrowserError::Launch(format!("cannot create the profile directory: {e}"))
+        })?;
+        let (reply, response) = channel();
+        let request = LaunchRequest {
+            spec: spec.clone(),
+            reply,
+        };
+        let sent = launcher()
+            .and_then(|l| l.lock().ok())
+            .map(|l| l.send(request).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Err(BrowserError::Launch(
+                "the launcher thread is not running".into(),
+            ));
+        }
+        let child = response
+            .recv()
+            .map_err(|_| BrowserError::Launch("the launcher thread did not answer".into()))?
+            .map_err(|e| {
+                BrowserError::Launch(format!("cannot start {}: {e}", spec.executable.display()))
+            })?;
+        let mut process = ChromeProcess {
+            child,
+            ws_url: String::new(),
+            profile_dir: spec.profile_dir.clone(),
+        };
+        let port_file = spec.profile_dir.join("DevToolsActivePort");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                let mut lines = text.lines();
+                if let (Some(port), Some(path)) = (lines.next(), lines.next())
+                    && !port.is_empty()
+                    && path.starts_with('/')
+                {
+                    process.ws_url = format!("ws://127.0.0.1:{port}{path}");
+                    return Ok(process);
+                }
+            }
+            if !process.is_alive() {
+                return Err(BrowserError::Launch(
+                    "the browser exited during start-up".into(),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(BrowserError::Launch(format!(
+                    "the browser did not open its DevTools port within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the browser and every process of its group, reaps it and removes its profile.
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let pgid = self.child.id() as libc::pid_t;
+            // SAFETY: plain syscall; the group id is our own child's.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_profile(&self.profile_dir);
+    }
+}
+
+impl Drop for ChromeProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Removes a profile directory; Chromium's helpers may still be writing for a moment.
+fn remove_profile(dir: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
+    tracing::warn!("could not remove the browser profile {}", dir.display());
+}
+
+/// Profile directories are named `<server pid>-<n>`; removes those whose server is gone.
+pub fn remove_stale_profiles(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !process_alive(pid)
+        {
+            remove_profile(&entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
