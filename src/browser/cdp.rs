@@ -1,13 +1,16 @@
-//! A small synchronous DevTools client over one WebSocket. Page operations use one per tab
-//! (`ws://…/devtools/page/<target>`): headless_chrome's transport holds its socket lock through
-//! a 100 ms read timeout, so each of its calls waited ~100 ms here; a connection of our own
-//! answers in a few milliseconds. It also makes the browser-level calls headless_chrome does not
-//! expose (`Browser::call_method` is private), such as `Target.disposeBrowserContext`, which a
-//! page session may not send ("Not allowed").
+//! A small synchronous DevTools client over one WebSocket, speaking headless_chrome's typed
+//! protocol (`headless_chrome::protocol::cdp`: each method's params and return object). We use
+//! headless_chrome for the protocol, not for its transport: that one holds its socket lock through
+//! a 100 ms read timeout (every call took ~100 ms here), its event loop stops for the whole
+//! browser when a page opens and closes a popup (upstream #332) or after an idle timeout (#498),
+//! and it keeps `Browser::call_method` private, so browser-level calls such as
+//! `Target.disposeBrowserContext` (refused through a page session) cannot be made. Pages get one
+//! connection per tab (`ws://…/devtools/page/<target>`), the browser a control connection.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use headless_chrome::protocol::cdp::types::Method;
 use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -46,13 +49,22 @@ impl CdpConnection {
         }
     }
 
-    /// Sends `method` and waits for its result, skipping events.
-    pub fn call(
+    /// Sends a typed protocol method and waits for its typed result.
+    pub fn send<M: Method + serde::Serialize>(
         &mut self,
-        method: &str,
-        params: Value,
+        method: M,
         timeout: Duration,
-    ) -> Result<Value, CdpError> {
+    ) -> Result<M::ReturnObject, CdpError> {
+        let params = serde_json::to_value(&method).map_err(|e| CdpError::Remote(e.to_string()))?;
+        // Methods without parameters serialize as null; DevTools wants an object.
+        let params = if params.is_null() { json!({}) } else { params };
+        let result = self.call(M::NAME, params, timeout)?;
+        serde_json::from_value(result)
+            .map_err(|e| CdpError::Remote(format!("unexpected answer to {}: {e}", M::NAME)))
+    }
+
+    /// Sends `method` and waits for its result, skipping events.
+    fn call(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Value, CdpError> {
         self.next_id += 1;
         let id = self.next_id;
         let deadline = Instant::now() + timeout;

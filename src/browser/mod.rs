@@ -1,7 +1,7 @@
 //! Browser contexts bound to sessions. One Chromium process per user (so a hostile page can only
 //! hurt its own user's contexts), launched lazily; each context is a CDP BrowserContext
-//! (incognito: cookies, storage and cache isolated) with one tab. headless_chrome is blocking:
-//! every call runs on the blocking pool under a timeout of ours, and a browser that stops
+//! (incognito: cookies, storage and cache isolated) with one tab. DevTools calls are blocking:
+//! every one runs on the blocking pool under a timeout of ours, and a browser that stops
 //! answering is declared crashed, killed, and relaunched by the next create-browser-context.
 //! This module knows nothing of sessions beyond an opaque owner key; the composition root closes
 //! a session's contexts when the session ends.
@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cdp::CdpConnection;
-use headless_chrome::Browser;
+use headless_chrome::protocol::cdp::types::Method;
+use headless_chrome::protocol::cdp::{Browser, Target};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use page::PageError;
 pub use policy::UrlPolicy;
@@ -205,10 +205,8 @@ pub struct ContextInfo {
     pub url: String,
 }
 
-/// One user's Chromium: headless_chrome's connection (which tracks its targets) and a
-/// browser-level connection of ours for the calls on the hot path.
+/// One user's Chromium and a browser-level DevTools connection to it.
 struct UserBrowser {
-    browser: Browser,
     control: Mutex<CdpConnection>,
     process: Mutex<Option<ChromeProcess>>,
     /// `ws://127.0.0.1:<port>`: page connections are `<base>/devtools/page/<target id>`.
@@ -225,25 +223,25 @@ impl UserBrowser {
     }
 
     /// A browser-level DevTools call on the control connection.
-    fn control_call(
+    fn control<M: Method + serde::Serialize>(
         &self,
-        method: &str,
-        params: Value,
+        method: M,
         timeout: Duration,
-    ) -> Result<Value, PageError> {
+    ) -> Result<M::ReturnObject, PageError> {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(control.call(method, params, timeout)?)
+        Ok(control.send(method, timeout)?)
     }
 
-    /// The URL a target shows, from headless_chrome's target registry.
+    /// The URL a target shows.
     fn target_url(&self, target_id: &str) -> String {
-        let Ok(tabs) = self.browser.get_tabs().lock() else {
-            return String::new();
-        };
-        tabs.iter()
-            .find(|tab| tab.get_target_id() == target_id)
-            .map(|tab| tab.get_url())
-            .unwrap_or_default()
+        self.control(
+            Target::GetTargetInfo {
+                target_id: Some(target_id.to_owned()),
+            },
+            Duration::from_secs(2),
+        )
+        .map(|reply| reply.target_info.url)
+        .unwrap_or_default()
     }
 
     /// Kills the process and removes its profile.
@@ -274,17 +272,22 @@ struct ContextEntry {
 }
 
 impl ContextEntry {
-    fn info(&self) -> ContextInfo {
-        let gone = self.browser.crashed.load(Ordering::SeqCst);
+    fn gone(&self) -> bool {
+        self.browser.crashed.load(Ordering::SeqCst)
+    }
+
+    /// What callers see; `url` is asked of the browser only when `with_url` (a blocking call).
+    fn info(&self, with_url: bool) -> ContextInfo {
+        let gone = self.gone();
         ContextInfo {
             context_id: self.id.clone(),
             name: self.name.clone(),
             status: if gone { "gone" } else { "active" },
             created_ms: self.created_ms,
-            url: if gone {
-                String::new()
-            } else {
+            url: if with_url && !gone {
                 self.browser.target_url(&self.target_id)
+            } else {
+                String::new()
             },
         }
     }
@@ -307,10 +310,6 @@ struct Shared {
 pub struct BrowserManager {
     shared: Arc<Shared>,
 }
-
-/// headless_chrome's own idle timeout also bounds each of its calls and, once reached, stops its
-/// event loop for good (upstream #498); our own timeouts bound calls, so make it effectively never.
-const CDP_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl BrowserManager {
     /// `data_dir/browser-profiles` holds the profiles; stale ones from a killed run are removed.
@@ -394,10 +393,6 @@ impl BrowserManager {
         let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
         let launched = tokio::task::spawn_blocking(move || {
             let process = ChromeProcess::launch(&spec, launch_timeout)?;
-            let browser =
-                Browser::connect_with_timeout(process.ws_url.clone(), CDP_IDLE).map_err(|e| {
-                    BrowserError::Launch(format!("cannot connect to the browser: {e:#}"))
-                })?;
             let control = CdpConnection::connect(&process.ws_url)
                 .map_err(|e| BrowserError::Launch(format!("cannot connect to the browser: {e}")))?;
             let devtools_base = process
@@ -409,7 +404,6 @@ impl BrowserManager {
             Ok::<_, BrowserError>(UserBrowser {
                 devtools_base,
                 control: Mutex::new(control),
-                browser,
                 process: Mutex::new(Some(process)),
                 crashed: AtomicBool::new(false),
                 last_used_ms: AtomicU64::new(crate::clock::now_ms()),
@@ -439,7 +433,7 @@ impl BrowserManager {
         let probe = browser.clone();
         let task = tokio::task::spawn_blocking(move || {
             probe
-                .control_call("Browser.getVersion", json!({}), Duration::from_secs(2))
+                .control(Browser::GetVersion(None), Duration::from_secs(2))
                 .is_ok()
         });
         matches!(
@@ -475,21 +469,37 @@ impl BrowserManager {
         let action_timeout = Duration::from_millis(self.shared.config.action_timeout_ms);
         let worker = browser.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let created = worker.control_call(
-                "Target.createBrowserContext",
-                json!({"disposeOnDetach": false}),
-                action_timeout,
-            )?;
-            let cdp_id = created["browserContextId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let target = worker.control_call(
-                "Target.createTarget",
-                json!({"url": "about:blank", "browserContextId": cdp_id, "newWindow": true}),
-                action_timeout,
-            )?;
-            let target_id = target["targetId"].as_str().unwrap_or_default().to_owned();
+            let cdp_id = worker
+                .control(
+                    Target::CreateBrowserContext {
+                        dispose_on_detach: Some(false),
+                        proxy_server: None,
+                        proxy_bypass_list: None,
+                        origins_with_universal_network_access: None,
+                    },
+                    action_timeout,
+                )?
+                .browser_context_id;
+            let target_id = worker
+                .control(
+                    Target::CreateTarget {
+                        url: "about:blank".into(),
+                        left: None,
+                        top: None,
+                        width: None,
+                        height: None,
+                        window_state: None,
+                        browser_context_id: Some(cdp_id.clone()),
+                        enable_begin_frame_control: None,
+                        // Its own window: input into a background tab hangs.
+                        new_window: Some(true),
+                        background: None,
+                        for_tab: None,
+                        hidden: None,
+                    },
+                    action_timeout,
+                )?
+                .target_id;
             let mut page = CdpConnection::connect(&format!(
                 "{}/devtools/page/{target_id}",
                 worker.devtools_base
@@ -513,7 +523,7 @@ impl BrowserManager {
             page: Arc::new(Mutex::new(page)),
             created_ms: crate::clock::now_ms(),
         });
-        let info = entry.info();
+        let info = entry.info(false);
         self.contexts().insert(id, entry);
         Ok(info)
     }
@@ -590,14 +600,21 @@ impl BrowserManager {
         self.finish(&entry.browser, timeout, task, navigation).await
     }
 
-    /// The contexts of a session.
-    pub fn list(&self, session: &str) -> Vec<ContextInfo> {
-        let mut list: Vec<ContextInfo> = self
+    /// The contexts of a session, with the page each shows when `with_urls`.
+    pub async fn list(&self, session: &str, with_urls: bool) -> Vec<ContextInfo> {
+        let entries: Vec<Arc<ContextEntry>> = self
             .contexts()
             .values()
             .filter(|c| c.owner.session == session)
-            .map(|c| c.info())
+            .cloned()
             .collect();
+        let task = tokio::task::spawn_blocking(move || {
+            entries
+                .iter()
+                .map(|c| c.info(with_urls))
+                .collect::<Vec<_>>()
+        });
+        let mut list = task.await.unwrap_or_default();
         list.sort_by_key(|c| c.created_ms);
         list
     }
@@ -611,7 +628,7 @@ impl BrowserManager {
     ) -> Result<ContextInfo, BrowserError> {
         let entry = self.entry(session, context_id)?;
         self.contexts().remove(context_id);
-        let info = entry.info();
+        let info = entry.info(false);
         self.dispose(entry).await;
         Ok(info)
     }
@@ -625,9 +642,10 @@ impl BrowserManager {
             return;
         }
         let result = tokio::task::spawn_blocking(move || {
-            entry.browser.control_call(
-                "Target.disposeBrowserContext",
-                json!({"browserContextId": entry.cdp_id}),
+            entry.browser.control(
+                Target::DisposeBrowserContext {
+                    browser_context_id: entry.cdp_id.clone(),
+                },
                 Duration::from_secs(5),
             )
         })
@@ -652,7 +670,7 @@ impl BrowserManager {
         };
         let mut closed = Vec::with_capacity(entries.len());
         for entry in entries {
-            closed.push(entry.info());
+            closed.push(entry.info(false));
             self.dispose(entry).await;
         }
         closed
@@ -694,7 +712,7 @@ impl BrowserManager {
         let entries: Vec<Arc<ContextEntry>> = self.contexts().drain().map(|(_, e)| e).collect();
         let closed = entries
             .iter()
-            .map(|e| (e.owner.clone(), e.info()))
+            .map(|e| (e.owner.clone(), e.info(false)))
             .collect();
         drop(entries);
         let slots: Vec<Slot> = self

@@ -1,11 +1,13 @@
-//! What the agent does in a page, as blocking DevTools calls on the tab's own connection. Every
-//! call is bounded on Chrome's side too (Runtime.evaluate's `timeout`), and waits poll the
-//! document rather than waiting for the network to go idle.
+//! What the agent does in a page, as blocking DevTools calls on the tab's own connection with
+//! headless_chrome's typed protocol. Every call is bounded on Chrome's side too
+//! (Runtime.evaluate's `timeout`), and waits poll the document rather than waiting for the
+//! network to go idle.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use headless_chrome::protocol::cdp::{Emulation, Input, Page, Runtime};
+use serde_json::Value;
 
 use super::cdp::{CdpConnection, CdpError};
 
@@ -43,9 +45,23 @@ pub fn set_viewport(
     height: u32,
     timeout: Duration,
 ) -> Result<(), PageError> {
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+    page.send(
+        Emulation::SetDeviceMetricsOverride {
+            width,
+            height,
+            device_scale_factor: 1.0,
+            mobile: false,
+            scale: None,
+            screen_width: None,
+            screen_height: None,
+            position_x: None,
+            position_y: None,
+            dont_set_visible_size: None,
+            screen_orientation: None,
+            viewport: None,
+            display_feature: None,
+            device_posture: None,
+        },
         timeout,
     )?;
     Ok(())
@@ -57,27 +73,38 @@ pub fn evaluate(
     expression: &str,
     timeout: Duration,
 ) -> Result<Value, PageError> {
-    let reply = page.call(
-        "Runtime.evaluate",
-        json!({"expression": expression, "returnByValue": true, "awaitPromise": true, "silent": true,
-               "userGesture": false, "timeout": timeout.as_millis() as u64}),
+    let reply = page.send(
+        Runtime::Evaluate {
+            expression: expression.to_owned(),
+            object_group: None,
+            include_command_line_api: Some(false),
+            silent: Some(true),
+            context_id: None,
+            return_by_value: Some(true),
+            generate_preview: Some(false),
+            user_gesture: Some(false),
+            await_promise: Some(true),
+            throw_on_side_effect: None,
+            timeout: Some(timeout.as_millis() as f64),
+            disable_breaks: None,
+            repl_mode: None,
+            allow_unsafe_eval_blocked_by_csp: None,
+            unique_context_id: None,
+            serialization_options: None,
+        },
         timeout + GRACE,
     )?;
-    if let Some(details) = reply.get("exceptionDetails") {
+    if let Some(details) = reply.exception_details {
         let description = details
-            .pointer("/exception/description")
-            .or_else(|| details.get("text"))
-            .and_then(Value::as_str)
-            .unwrap_or("exception");
+            .exception
+            .and_then(|e| e.description)
+            .unwrap_or(details.text);
         if description.contains("Execution was terminated") {
             return Err(PageError::Timeout);
         }
         return Err(PageError::Script(description.chars().take(500).collect()));
     }
-    Ok(reply
-        .pointer("/result/value")
-        .cloned()
-        .unwrap_or(Value::Null))
+    Ok(reply.result.value.unwrap_or(Value::Null))
 }
 
 /// Where a navigation ended.
@@ -101,17 +128,24 @@ pub fn navigate(
         &format!("window.__mcpNav = '{marker}'"),
         Duration::from_secs(1),
     );
-    let reply = match page.call("Page.navigate", json!({"url": url}), timeout) {
+    let request = Page::Navigate {
+        url: url.to_owned(),
+        referrer: None,
+        transition_Type: None,
+        frame_id: None,
+        referrer_policy: None,
+    };
+    let reply = match page.send(request, timeout) {
         Err(CdpError::Timeout) => {
-            let _ = page.call("Page.stopLoading", json!({}), Duration::from_secs(2));
+            let _ = page.send(Page::StopLoading(None), Duration::from_secs(2));
             return Err(PageError::Timeout);
         }
         other => other?,
     };
-    if let Some(error) = reply.get("errorText").and_then(Value::as_str) {
-        return Err(PageError::Navigation(error.to_owned()));
+    if let Some(error) = reply.error_text {
+        return Err(PageError::Navigation(error));
     }
-    let same_document = reply.get("loaderId").is_none();
+    let same_document = reply.loader_id.is_none();
     let probe = format!(
         "({{ready: document.readyState, fresh: window.__mcpNav !== '{marker}', url: location.href, title: document.title,
            status: (performance.getEntriesByType('navigation')[0] || {{}}).responseStatus || null}})"
@@ -119,7 +153,7 @@ pub fn navigate(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = page.call("Page.stopLoading", json!({}), Duration::from_secs(2));
+            let _ = page.send(Page::StopLoading(None), Duration::from_secs(2));
             return Err(PageError::Timeout);
         }
         match evaluate(page, &probe, left.min(Duration::from_secs(5))) {
@@ -169,48 +203,49 @@ pub fn screenshot(
     limits: ShotLimits,
     timeout: Duration,
 ) -> Result<Shot, PageError> {
-    let metrics = page.call("Page.getLayoutMetrics", json!({}), timeout)?;
-    let number = |pointer: &str| {
-        metrics
-            .pointer(pointer)
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0)
-    };
+    let metrics = page.send(Page::GetLayoutMetrics(None), timeout)?;
+    let viewport = &metrics.css_layout_viewport;
     let (x, y, width, height) = if full_page {
         (
             0.0,
             0.0,
-            number("/cssContentSize/width"),
-            number("/cssContentSize/height"),
+            metrics.css_content_size.width,
+            metrics.css_content_size.height,
         )
     } else {
         (
-            number("/cssLayoutViewport/pageX"),
-            number("/cssLayoutViewport/pageY"),
-            number("/cssLayoutViewport/clientWidth"),
-            number("/cssLayoutViewport/clientHeight"),
+            f64::from(viewport.page_x),
+            f64::from(viewport.page_y),
+            f64::from(viewport.client_width),
+            f64::from(viewport.client_height),
         )
     };
     let (width, height) = (width.max(1.0), height.max(1.0));
     let scale = fit_scale(width, height, limits);
-    let mut params = json!({
-        "format": if jpeg { "jpeg" } else { "png" },
-        "clip": {"x": x, "y": y, "width": width, "height": height, "scale": scale},
-        "fromSurface": true,
-        "captureBeyondViewport": full_page,
-        "optimizeForSpeed": true,
-    });
-    if jpeg {
-        params["quality"] = json!(80);
-    }
-    let reply = page.call("Page.captureScreenshot", params, timeout)?;
+    let format = if jpeg {
+        Page::CaptureScreenshotFormatOption::Jpeg
+    } else {
+        Page::CaptureScreenshotFormatOption::Png
+    };
+    let reply = page.send(
+        Page::CaptureScreenshot {
+            format: Some(format),
+            quality: jpeg.then_some(80),
+            clip: Some(Page::Viewport {
+                x,
+                y,
+                width,
+                height,
+                scale,
+            }),
+            from_surface: Some(true),
+            capture_beyond_viewport: Some(full_page),
+            optimize_for_speed: Some(true),
+        },
+        timeout,
+    )?;
     let data = base64::engine::general_purpose::STANDARD
-        .decode(
-            reply
-                .get("data")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        )
+        .decode(reply.data)
         .map_err(|e| PageError::Protocol(e.to_string()))?;
     Ok(Shot {
         data,
@@ -225,10 +260,54 @@ fn js_string(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
+fn mouse(kind: Input::DispatchMouseEventTypeOption, x: f64, y: f64) -> Input::DispatchMouseEvent {
+    Input::DispatchMouseEvent {
+        Type: kind,
+        x,
+        y,
+        modifiers: None,
+        timestamp: None,
+        button: Some(Input::MouseButton::Left),
+        buttons: None,
+        click_count: Some(1),
+        force: None,
+        tangential_pressure: None,
+        tilt_x: None,
+        tilt_y: None,
+        twist: None,
+        delta_x: None,
+        delta_y: None,
+        pointer_Type: None,
+    }
+}
+
+fn enter_key(
+    kind: Input::DispatchKeyEventTypeOption,
+    text: Option<&str>,
+) -> Input::DispatchKeyEvent {
+    Input::DispatchKeyEvent {
+        Type: kind,
+        modifiers: None,
+        timestamp: None,
+        text: text.map(str::to_owned),
+        unmodified_text: text.map(str::to_owned),
+        key_identifier: None,
+        code: Some("Enter".into()),
+        key: Some("Enter".into()),
+        windows_virtual_key_code: Some(13),
+        native_virtual_key_code: Some(13),
+        auto_repeat: None,
+        is_keypad: None,
+        is_system_key: None,
+        location: None,
+        commands: None,
+    }
+}
+
 /// Clicks the first element matching `selector`: scrolled into view, then real mouse events at
-/// its centre.
+/// its centre (input into a background tab hangs, so the tab comes to the front first).
 pub fn click(page: &mut CdpConnection, selector: &str, timeout: Duration) -> Result<(), PageError> {
-    page.call("Page.bringToFront", json!({}), timeout)?;
+    page.send(Page::BringToFront(None), timeout)?;
     let point = evaluate(
         page,
         &format!(
@@ -243,12 +322,9 @@ pub fn click(page: &mut CdpConnection, selector: &str, timeout: Duration) -> Res
     let (Some(x), Some(y)) = (point["x"].as_f64(), point["y"].as_f64()) else {
         return Err(PageError::NoElement);
     };
-    for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
-        page.call(
-            "Input.dispatchMouseEvent",
-            json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
-            timeout,
-        )?;
+    use Input::DispatchMouseEventTypeOption::{MouseMoved, MousePressed, MouseReleased};
+    for kind in [MouseMoved, MousePressed, MouseReleased] {
+        page.send(mouse(kind, x, y), timeout)?;
     }
     Ok(())
 }
@@ -261,7 +337,7 @@ pub fn type_text(
     submit: bool,
     timeout: Duration,
 ) -> Result<(), PageError> {
-    page.call("Page.bringToFront", json!({}), timeout)?;
+    page.send(Page::BringToFront(None), timeout)?;
     let focused = evaluate(
         page,
         &format!(
@@ -273,16 +349,21 @@ pub fn type_text(
     if focused != Value::Bool(true) {
         return Err(PageError::NoElement);
     }
-    page.call("Input.insertText", json!({"text": text}), timeout)?;
+    page.send(
+        Input::InsertText {
+            text: text.to_owned(),
+        },
+        timeout,
+    )?;
     if submit {
-        let key = json!({"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13});
-        let mut down = key.clone();
-        down["type"] = json!("keyDown");
-        down["text"] = json!("\r");
-        let mut up = key;
-        up["type"] = json!("keyUp");
-        page.call("Input.dispatchKeyEvent", down, timeout)?;
-        page.call("Input.dispatchKeyEvent", up, timeout)?;
+        page.send(
+            enter_key(Input::DispatchKeyEventTypeOption::KeyDown, Some("\r")),
+            timeout,
+        )?;
+        page.send(
+            enter_key(Input::DispatchKeyEventTypeOption::KeyUp, None),
+            timeout,
+        )?;
     }
     Ok(())
 }
@@ -361,8 +442,8 @@ mod tests {
             max_pixels: 1_150_000.0,
         };
         assert_eq!(fit_scale(800.0, 600.0, limits), 1.0);
-        let s = fit_scale(1280.0, 720.0, limits);
-        assert!(1280.0 * 720.0 * s * s <= 1_150_000.0 + 1.0);
+        let s = fit_scale(1920.0, 1080.0, limits);
+        assert!(1920.0 * 1080.0 * s * s <= 1_150_000.0 + 1.0);
         let s = fit_scale(1280.0, 20_000.0, limits);
         assert!(20_000.0 * s <= 1568.0 + 0.01);
     }

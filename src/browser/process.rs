@@ -30,16 +30,20 @@ const CANDIDATES: &[&str] = &[
 pub const INSTALL_ADVICE: &str = "no Chromium or Chrome was found: install one (Debian/Ubuntu: `apt-get install chromium`; \
 macOS: install Google Chrome), or point CHROME_PATH or the `browser.chrome_path` configuration key at it";
 
-/// `CHROME_PATH`, then the configured path, then the usual install locations.
+/// `CHROME_PATH` if set, else the configured path, else the usual install locations. An explicit
+/// path that is not a file finds nothing (another browser is never silently used instead).
 pub fn find_executable(configured: Option<&Path>) -> Option<PathBuf> {
-    let from_env = std::env::var_os("CHROME_PATH")
+    let explicit = std::env::var_os("CHROME_PATH")
         .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    from_env
-        .into_iter()
-        .chain(configured.map(Path::to_path_buf))
-        .chain(CANDIDATES.iter().map(PathBuf::from))
-        .find(|path| path.is_file())
+        .map(PathBuf::from)
+        .or_else(|| configured.map(Path::to_path_buf));
+    match explicit {
+        Some(path) => path.is_file().then_some(path),
+        None => CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file()),
+    }
 }
 
 /// How to start a browser.
@@ -125,6 +129,9 @@ fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
     let mut command = Command::new(&spec.executable);
     command
         .args(spec.args())
+        // Chromium's crash handler keeps its database under the config home: keep it in the profile.
+        .env("XDG_CONFIG_HOME", spec.profile_dir.join("config"))
+        .env("XDG_CACHE_HOME", spec.profile_dir.join("cache"))
         .stdin(Stdio::null())
         // stdout is the MCP channel: the browser must never write to it.
         .stdout(Stdio::null())

@@ -382,7 +382,8 @@ impl McpSessions {
         let contexts: Vec<ContextSummary> = self
             .state
             .browser
-            .list(&scope.key())
+            .list(&scope.key(), true)
+            .await
             .iter()
             .map(ContextSummary::from)
             .collect();

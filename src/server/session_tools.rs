@@ -345,7 +345,8 @@ impl McpSessions {
             contexts: self
                 .state
                 .browser
-                .list(&target.id.to_hex())
+                .list(&target.id.to_hex(), false)
+                .await
                 .iter()
                 .map(|c| ContextBrief {
                     context_id: c.context_id.clone(),
