@@ -271,6 +271,10 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
     let period = Duration::from_secs(state.config.sweep_interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The users file is watched every second, so `mcp-sessions user disable|passwd|remove` run in
+    // another process closes the user's browser contexts promptly even when no call comes in.
+    let mut users_ticker = tokio::time::interval(Duration::from_secs(1));
+    users_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -279,6 +283,11 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
                 state.sessions.sweep(now);
                 state.throttle.prune(now);
                 state.browser.stop_idle(now);
+            }
+            _ = users_ticker.tick() => {
+                if state.users.refresh() {
+                    state.sessions.sweep(crate::clock::now_ms());
+                }
             }
             session = ended.recv() => {
                 let Some(session) = session else { return };

@@ -352,12 +352,16 @@ impl McpSessions {
                 viewport,
             )
             .await?;
-        self.audit_context(
+        if let Err(e) = self.audit_context(
             "context.create",
             tool,
             &scope,
             json!({"contextId": info.context_id, "name": info.name}),
-        )?;
+        ) {
+            // Fail closed: a context that is not on record does not stay open.
+            let _ = self.state.browser.close(&scope.key(), &info.context_id).await;
+            return Err(e.into());
+        }
         Ok(Json(ContextCreated {
             context_id: info.context_id,
             name: info.name,

@@ -99,11 +99,6 @@ impl ServerHandler for McpSessions {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if self.state.users.refresh() {
-            // The users file changed in another process (disable, passwd, remove, roles): end the
-            // affected sessions now, so their browser contexts close too, not at the next sweep.
-            self.state.sessions.sweep(crate::clock::now_ms());
-        }
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         if let Err(e) = self.validators.check(&request.name, &arguments) {
             return Ok(CallToolResult::from(e).into());
