@@ -24,7 +24,8 @@ use crate::rbac::Permission;
 use crate::secret::SecretString;
 use crate::sessions::SessionInfo;
 
-type ToolResult<T> = Result<Json<T>, CallToolResult>;
+// Results are spelled `Result<Json<T>, CallToolResult>`: rmcp's macro finds the output schema
+// by that shape, not through an alias.
 
 /// Arguments of a tool that acts within a session.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -333,7 +334,7 @@ impl McpSessions {
     async fn create_browser_context(
         &self,
         Parameters(args): Parameters<Scoped<CreateContextArgs>>,
-    ) -> ToolResult<ContextCreated> {
+    ) -> Result<Json<ContextCreated>, CallToolResult> {
         let tool = "create-browser-context";
         let scope = self.scope(tool, &args, Permission::ContextCreate).await?;
         let options = args.args.options.unwrap_or_default();
@@ -359,7 +360,11 @@ impl McpSessions {
             json!({"contextId": info.context_id, "name": info.name}),
         ) {
             // Fail closed: a context that is not on record does not stay open.
-            let _ = self.state.browser.close(&scope.key(), &info.context_id).await;
+            let _ = self
+                .state
+                .browser
+                .close(&scope.key(), &info.context_id)
+                .await;
             return Err(e.into());
         }
         Ok(Json(ContextCreated {
@@ -379,7 +384,7 @@ impl McpSessions {
     async fn list_browser_contexts(
         &self,
         Parameters(args): Parameters<Scoped<NoArgs>>,
-    ) -> ToolResult<ContextList> {
+    ) -> Result<Json<ContextList>, CallToolResult> {
         let scope = self
             .scope("list-browser-contexts", &args, Permission::ContextUse)
             .await?;
@@ -410,7 +415,7 @@ impl McpSessions {
     async fn close_browser_context(
         &self,
         Parameters(args): Parameters<Scoped<InContext<NoArgs>>>,
-    ) -> ToolResult<ContextClosed> {
+    ) -> Result<Json<ContextClosed>, CallToolResult> {
         let tool = "close-browser-context";
         let scope = self.scope(tool, &args, Permission::ContextClose).await?;
         let info = self
@@ -444,7 +449,7 @@ impl McpSessions {
     async fn browser_navigate(
         &self,
         Parameters(args): Parameters<Scoped<InContext<NavigateArgs>>>,
-    ) -> ToolResult<NavigateResult> {
+    ) -> Result<Json<NavigateResult>, CallToolResult> {
         let tool = "browser-navigate";
         let scope = self.scope(tool, &args, Permission::ContextUse).await?;
         let browser = &self.state.browser;
@@ -549,7 +554,7 @@ impl McpSessions {
     async fn browser_read(
         &self,
         Parameters(args): Parameters<Scoped<InContext<ReadArgs>>>,
-    ) -> ToolResult<ReadResult> {
+    ) -> Result<Json<ReadResult>, CallToolResult> {
         let scope = self
             .scope("browser-read", &args, Permission::ContextUse)
             .await?;
@@ -596,7 +601,7 @@ impl McpSessions {
     async fn browser_click(
         &self,
         Parameters(args): Parameters<Scoped<InContext<SelectorArgs>>>,
-    ) -> ToolResult<Done> {
+    ) -> Result<Json<Done>, CallToolResult> {
         let scope = self
             .scope("browser-click", &args, Permission::ContextUse)
             .await?;
@@ -628,7 +633,7 @@ impl McpSessions {
     async fn browser_type(
         &self,
         Parameters(args): Parameters<Scoped<InContext<TypeArgs>>>,
-    ) -> ToolResult<Done> {
+    ) -> Result<Json<Done>, CallToolResult> {
         let scope = self
             .scope("browser-type", &args, Permission::ContextUse)
             .await?;
@@ -661,7 +666,7 @@ impl McpSessions {
     async fn browser_wait_for(
         &self,
         Parameters(args): Parameters<Scoped<InContext<WaitArgs>>>,
-    ) -> ToolResult<WaitResult> {
+    ) -> Result<Json<WaitResult>, CallToolResult> {
         let scope = self
             .scope("browser-wait-for", &args, Permission::ContextUse)
             .await?;
@@ -698,7 +703,7 @@ impl McpSessions {
     async fn browser_evaluate(
         &self,
         Parameters(args): Parameters<Scoped<InContext<EvaluateArgs>>>,
-    ) -> ToolResult<EvaluateResult> {
+    ) -> Result<Json<EvaluateResult>, CallToolResult> {
         let tool = "browser-evaluate";
         let scope = self.scope(tool, &args, Permission::ContextEvaluate).await?;
         self.audit_context(
