@@ -164,7 +164,7 @@ impl App {
         }
         let users = UserStore::open(paths.users_file(), demo)?;
         let key = load_signing_key(jwt_secret, &paths.key_file())?;
-        let audit = AuditLog::open(&paths.audit_file(), &key)?;
+        let audit = AuditLog::open(&paths.audit_file(), &key, config.audit_max_bytes)?;
         let tokens = Arc::new(TokenService::new(
             key,
             &config.jwt_issuer,

@@ -57,6 +57,54 @@ pub enum Command {
     /// Manage the users in users.toml.
     #[command(subcommand)]
     User(UserCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain; names the first line altered, removed or inserted.
+    /// Exit status 0 when the chain holds, 1 when it breaks.
+    #[command(
+        after_help = "Examples:\n  mcp-sessions audit verify\n  mcp-sessions audit verify ~/.local/share/mcp-sessions/audit.log.1"
+    )]
+    Verify {
+        /// The file (default: <data_dir>/audit.log). Needs the same signing key (jwt.key or
+        /// MCP_SESSIONS_JWT_SECRET) as the server that wrote it.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs `audit verify`; `Ok(true)` when the chain holds.
+pub fn run_audit_command(command: AuditCommand, paths: &Paths) -> anyhow::Result<bool> {
+    let AuditCommand::Verify { file } = command;
+    let file = file.unwrap_or_else(|| paths.audit_file());
+    let secret = std::env::var("MCP_SESSIONS_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if secret.is_none() && !paths.key_file().exists() {
+        anyhow::bail!(
+            "no signing key: neither MCP_SESSIONS_JWT_SECRET nor {} exists",
+            paths.key_file().display()
+        );
+    }
+    let key = crate::tokens::load_signing_key(secret, &paths.key_file())?;
+    let mut out = std::io::stdout().lock();
+    match crate::audit::verify(&file, &key)? {
+        crate::audit::Verdict::Intact { lines } => {
+            writeln!(
+                out,
+                "ok: {} — {lines} lines, the chain holds",
+                file.display()
+            )?;
+            Ok(true)
+        }
+        crate::audit::Verdict::Broken { line, reason } => {
+            writeln!(out, "BROKEN: {} line {line}: {reason}", file.display())?;
+            Ok(false)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -134,6 +134,8 @@ pub struct Config {
     pub expired_grace: u64,
     /// The largest JSON-RPC line read from stdin, in bytes.
     pub max_request_bytes: usize,
+    /// The audit log rotates (audit.log.1 … .5) past this size, in bytes; 0 never rotates.
+    pub audit_max_bytes: u64,
     /// Role → permissions. Missing roles keep the built-in mapping.
     pub roles: BTreeMap<String, Vec<String>>,
     /// Browser contexts: executable, limits, timeouts, URL policy.
@@ -160,6 +162,7 @@ impl Default for Config {
             login_rate_per_minute: 60,
             expired_grace: 600,
             max_request_bytes: 4 * 1024 * 1024,
+            audit_max_bytes: 64 * 1024 * 1024,
             roles: BTreeMap::new(),
             browser: BrowserConfig::default(),
         }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use mcp_sessions::app::{App, Options};
-use mcp_sessions::cli::{Cli, Command, run_user_command};
+use mcp_sessions::cli::{Cli, Command, run_audit_command, run_user_command};
 use mcp_sessions::config::{Config, Paths};
 use tracing_subscriber::EnvFilter;
 
@@ -59,6 +59,16 @@ fn main() -> ExitCode {
         Some(Command::User(command)) => Paths::resolve(cli.global.config_dir, cli.global.data_dir)
             .map_err(anyhow::Error::from)
             .and_then(|paths| run_user_command(command, &paths).map_err(anyhow::Error::from)),
+        Some(Command::Audit(command)) => {
+            let verdict = Paths::resolve(cli.global.config_dir, cli.global.data_dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|paths| run_audit_command(command, &paths));
+            match verdict {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

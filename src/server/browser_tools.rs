@@ -353,6 +353,20 @@ impl McpSessions {
                 viewport,
             )
             .await?;
+        // The session may have ended while the browser started, after its contexts were closed:
+        // close this one too rather than leave it open for nobody.
+        if let Err(ended) = self
+            .state
+            .sessions
+            .peek(scope.session.id, crate::clock::now_ms())
+        {
+            let _ = self
+                .state
+                .browser
+                .close(&scope.key(), &info.context_id)
+                .await;
+            return Err(ToolError::from(ended).into());
+        }
         if let Err(e) = self.audit_context(
             "context.create",
             tool,

@@ -440,12 +440,20 @@ impl McpSessions {
             Permission::SessionDeleteAll,
         )?;
         // Revocation always proceeds; only its audit record can fail, and that is logged.
-        let ended = self.state.sessions.delete(target.id, now_ms());
-        if ended.is_none() {
+        let Some(ended) = self.state.sessions.delete(target.id, now_ms()) else {
             return Err(
                 ToolError::new(Code::SessionNotFound, "the session had already ended").into(),
             );
-        }
+        };
+        // The store announces only sessions that end by themselves: close this one's contexts here.
+        self.state
+            .close_session_contexts(
+                &ended.id,
+                &ended.user_id,
+                &ended.username,
+                ended.reason.as_str(),
+            )
+            .await;
         if let Err(e) = self.audit_session_event(
             "session.delete",
             &[nist::AC_12, nist::AU_3],
