@@ -307,10 +307,14 @@ fn audit_ending(audit: &AuditLog, session: &EndedSession) {
         EndReason::TokenReuse => ("token.reuse", &[nist::IA_5, nist::AC_12]),
         EndReason::Deleted => ("session.delete", &[nist::AC_12]),
     };
-    audit.record_or_log(
-        AuditEvent::new(event, "success", tags)
-            .user(&session.user_id, &session.username)
-            .session(&session.id.to_hex())
-            .detail(json!({"reason": session.reason.as_str()})),
-    );
+    let mut record = AuditEvent::new(event, "success", tags)
+        .user(&session.user_id, &session.username)
+        .session(&session.id.to_hex())
+        .detail(json!({"reason": session.reason.as_str()}));
+    if session.reason == EndReason::TokenReuse {
+        // Only refresh-session presents refresh tokens; the attempt itself was refused.
+        record.outcome = "denied";
+        record.tool = Some("refresh-session");
+    }
+    audit.record_or_log(record);
 }

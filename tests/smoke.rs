@@ -15,8 +15,17 @@ fn initialize_list_tools_and_clean_exit() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    for expected in ["create-session", "list-sessions", "get-session", "refresh-session", "delete-session"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "create-session",
+        "list-sessions",
+        "get-session",
+        "refresh-session",
+        "delete-session",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     assert_eq!(server.close(), Some(0));
 }

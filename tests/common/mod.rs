@@ -26,6 +26,9 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// Reuse these directories instead of fresh ones (restarts).
     pub dirs: Option<(PathBuf, PathBuf)>,
+    /// A program and its arguments that start the server (the binary and its arguments are
+    /// appended), e.g. a shell that lowers a resource limit first. Empty: run the binary itself.
+    pub launcher: Vec<String>,
 }
 
 impl Setup {
@@ -45,6 +48,28 @@ impl Setup {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
+
+    /// Uses `data` and `config` (kept by the caller) instead of fresh temporary directories.
+    pub fn dirs(mut self, data: &Path, config: &Path) -> Self {
+        self.dirs = Some((data.to_path_buf(), config.to_path_buf()));
+        self
+    }
+
+    pub fn launcher(mut self, argv: &[&str]) -> Self {
+        self.launcher = argv.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+}
+
+/// A temporary directory holding `data` and `config` subdirectories, for tests that prepare files
+/// before the server starts. The directory lives as long as the returned guard.
+pub fn temp_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data = temp.path().join("data");
+    let config = temp.path().join("config");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::create_dir_all(&config).expect("config dir");
+    (temp, data, config)
 }
 
 /// A running server and the client end of its stdio.
@@ -76,9 +101,19 @@ impl Server {
         };
         std::fs::create_dir_all(&data_dir).expect("data dir");
         std::fs::create_dir_all(&config_dir).expect("config dir");
-        let stderr_path = data_dir.parent().unwrap_or(&data_dir).join(format!("stderr-{}.log", unique()));
+        let stderr_path = data_dir
+            .parent()
+            .unwrap_or(&data_dir)
+            .join(format!("stderr-{}.log", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut command = Command::new(BIN);
+        let mut command = match setup.launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -177,9 +212,36 @@ impl Server {
     /// The next line from stdout that is not the response to a known id, parsed.
     pub fn next_line(&mut self, timeout: Duration) -> Option<Value> {
         match self.lines.recv_timeout(timeout) {
-            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))),
+            Ok(line) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}")),
+            ),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The next message that is not a response to a numeric id (an error with a null id, a
+    /// notification); responses read on the way are kept for [`response`](Self::response).
+    pub fn next_unkeyed(&mut self) -> Value {
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            if !self.other.is_empty() {
+                return self.other.remove(0);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(value) = self.next_line(left) else {
+                panic!(
+                    "no unkeyed message within {RESPONSE_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            };
+            match value.get("id").and_then(Value::as_i64) {
+                Some(got) => {
+                    self.pending.insert(got, value);
+                }
+                None => self.other.push(value),
+            }
         }
     }
 
@@ -232,14 +294,21 @@ impl Server {
     /// Calls a tool that must fail with `code`; returns the error body.
     pub fn call_err(&mut self, tool: &str, arguments: Value, code: &str) -> Value {
         let reply = self.call(tool, arguments);
-        assert!(reply.is_error, "{tool} succeeded but {code} was expected: {}", reply.body);
+        assert!(
+            reply.is_error,
+            "{tool} succeeded but {code} was expected: {}",
+            reply.body
+        );
         assert_eq!(reply.body["code"], code, "{tool}: {}", reply.body);
         reply.body
     }
 
     /// Logs in and returns the create-session result.
     pub fn login(&mut self, username: &str, password: &str) -> Value {
-        self.call_ok("create-session", json!({"username": username, "password": password}))
+        self.call_ok(
+            "create-session",
+            json!({"username": username, "password": password}),
+        )
     }
 
     /// Closes stdin and waits for the process to exit; returns its exit code.
@@ -266,13 +335,41 @@ impl Server {
         self.data_dir.join("audit.log")
     }
 
-    /// The audit log, parsed line by line.
+    /// The audit log, parsed line by line (a last line still being written is left out).
     pub fn audit(&self) -> Vec<Value> {
         std::fs::read_to_string(self.audit_path())
             .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
             .collect()
+    }
+
+    /// Waits (up to 10 s) for an audit line matching `predicate`: some events are written by a
+    /// background task just after the call that caused them has answered.
+    pub fn wait_for_audit(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.audit().into_iter().find(|l| predicate(l)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!("no audit line for {what}; audit log:\n{:#?}", self.audit());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn users_path(&self) -> PathBuf {
+        self.config_dir.join("users.toml")
+    }
+
+    /// Adds a user through the real CLI, against this server's directories.
+    pub fn add_user(&self, username: &str, password: &str, roles: &[&str]) {
+        add_user(&self.data_dir, &self.config_dir, username, password, roles);
     }
 
     /// Whether the server process is still running.
@@ -302,7 +399,12 @@ impl Drop for Server {
 }
 
 /// Runs `mcp-sessions <args>` with the given directories and stdin.
-pub fn user_command(data_dir: &Path, config_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+pub fn user_command(
+    data_dir: &Path,
+    config_dir: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
     let mut child = Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -333,7 +435,10 @@ pub struct ToolReply {
 
 impl ToolReply {
     pub fn from_result(result: Value) -> Self {
-        let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
+        let is_error = result
+            .get("isError")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let body = match result.get("structuredContent") {
             Some(structured) if !is_error => structured.clone(),
             _ => result["content"]
@@ -343,18 +448,32 @@ impl ToolReply {
                 .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or(Value::Null),
         };
-        ToolReply { is_error, body, raw: result }
+        ToolReply {
+            is_error,
+            body,
+            raw: result,
+        }
     }
 }
 
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A users.toml line set for tests: creates `username` with `roles` through the real CLI.
-pub fn add_user(data_dir: &Path, config_dir: &Path, username: &str, password: &str, roles: &[&str]) {
+pub fn add_user(
+    data_dir: &Path,
+    config_dir: &Path,
+    username: &str,
+    password: &str,
+    roles: &[&str],
+) {
     let mut args = vec!["user", "add", username];
     for role in roles {
         args.push("--role");
@@ -366,4 +485,31 @@ pub fn add_user(data_dir: &Path, config_dir: &Path, username: &str, password: &s
         "user add failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The claims of a JWT, decoded without verification.
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("JWT payload is base64url");
+    serde_json::from_slice(&bytes).expect("JWT payload is JSON")
+}
+
+/// Whether `text` is a session id as DESIGN.md defines it: 64 lowercase hex characters.
+pub fn is_session_id(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 timestamp in a result.
+pub fn timestamp_ms(value: &Value) -> i128 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"));
+    assert_eq!(parsed.offset(), time::UtcOffset::UTC, "{text} is not UTC");
+    assert!(text.ends_with('Z'), "{text} is not in Z form");
+    parsed.unix_timestamp_nanos() / 1_000_000
 }
