@@ -62,6 +62,8 @@ pub struct Options {
     pub demo: bool,
     pub bootstrap: Option<(String, SecretString)>,
     pub jwt_secret: Option<String>,
+    /// A key that signed tokens before a rotation, accepted for `jwt_key_grace` seconds.
+    pub jwt_previous_secret: Option<String>,
 }
 
 impl Options {
@@ -93,6 +95,7 @@ impl Options {
             demo,
             bootstrap,
             jwt_secret: var("MCP_SESSIONS_JWT_SECRET"),
+            jwt_previous_secret: var("MCP_SESSIONS_JWT_PREVIOUS_SECRET"),
         })
     }
 }
@@ -109,6 +112,8 @@ pub struct AppState {
     pub roles: RoleTable,
     pub bootstrap: Option<Bootstrap>,
     pub browser: BrowserManager,
+    /// The signing key file, watched for `mcp-sessions key rotate` (absent with MCP_SESSIONS_JWT_SECRET).
+    pub key_watch: Option<crate::watch::FileWatch>,
 }
 
 impl AppState {
@@ -156,6 +161,7 @@ impl App {
             demo,
             bootstrap,
             jwt_secret,
+            jwt_previous_secret,
         } = options;
         if demo {
             tracing::warn!(
@@ -163,14 +169,21 @@ impl App {
             );
         }
         let users = UserStore::open(paths.users_file(), demo)?;
+        let key_from_file = jwt_secret.is_none();
         let key = load_signing_key(jwt_secret, &paths.key_file())?;
-        let audit = AuditLog::open(&paths.audit_file(), &key, config.audit_max_bytes)?;
+        let audit_key = load_signing_key(None, &paths.audit_key_file())?;
+        let audit = AuditLog::open(&paths.audit_file(), &audit_key, config.audit_max_bytes)?;
         let tokens = Arc::new(TokenService::new(
             key,
             &config.jwt_issuer,
             &config.jwt_audience,
             config.jwt_leeway,
         ));
+        if let Some(previous) = jwt_previous_secret {
+            let until = crate::clock::now_ms() / 1000 + config.jwt_key_grace;
+            tokens.accept_previous(load_signing_key(Some(previous), &paths.key_file())?, until);
+        }
+        let key_watch = key_from_file.then(|| crate::watch::FileWatch::new(paths.key_file()));
         let (ended_tx, ended_rx) = unbounded_channel();
         let sessions = SessionStore::new(
             SessionLimits {
@@ -211,6 +224,7 @@ impl App {
                 roles,
                 bootstrap,
                 browser,
+                key_watch,
             }),
             ended: Some(ended_rx),
         })
@@ -288,15 +302,46 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
                 if state.users.refresh() {
                     state.sessions.sweep(crate::clock::now_ms());
                 }
+                if let Some(watch) = &state.key_watch
+                    && watch.changed()
+                {
+                    rotate_signing_key(&state, watch.path());
+                }
             }
             session = ended.recv() => {
                 let Some(session) = session else { return };
-                audit_ending(&state.audit, &session);
+                // delete-session audits its own deletions (with who asked); the rest are audited here.
+                if session.reason != EndReason::Deleted {
+                    audit_ending(&state.audit, &session);
+                }
                 state
                     .close_session_contexts(&session.id, &session.user_id, &session.username, session.reason.as_str())
                     .await;
             }
         }
+    }
+}
+
+/// The key file changed (`mcp-sessions key rotate`): sign with the new key from now on; tokens of
+/// the old one keep verifying for `jwt_key_grace` seconds.
+fn rotate_signing_key(state: &AppState, key_file: &std::path::Path) {
+    match load_signing_key(None, key_file) {
+        Ok(key) => {
+            let until = crate::clock::now_ms() / 1000 + state.config.jwt_key_grace;
+            let previous = state.tokens.current_kid();
+            if state.tokens.rotate(key, until) {
+                state.audit.record_or_log(
+                    AuditEvent::new("key.rotate", "success", &[nist::IA_5, nist::AU_3]).detail(
+                        json!({
+                            "kid": state.tokens.current_kid(),
+                            "previousKid": previous,
+                            "previousValidUntil": crate::clock::rfc3339(until * 1000),
+                        }),
+                    ),
+                );
+            }
+        }
+        Err(e) => tracing::error!("the signing key file changed but cannot be used: {e}"),
     }
 }
 

@@ -60,6 +60,35 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the JWT signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Replace jwt.key with a new random key. A running server signs with it within a second and
+    /// keeps accepting tokens of the old key for `jwt_key_grace` seconds.
+    Rotate,
+}
+
+/// Runs `key rotate`.
+pub fn run_key_command(command: KeyCommand, paths: &Paths) -> anyhow::Result<()> {
+    let KeyCommand::Rotate = command;
+    let file = paths.key_file();
+    let mut bytes = vec![0u8; crate::tokens::MIN_KEY_BYTES];
+    crate::secret::fill_random(&mut bytes).map_err(|e| anyhow::anyhow!("random generator: {e}"))?;
+    crate::config::ensure_private_dir(&paths.data_dir)?;
+    let tmp = file.with_extension("key.tmp");
+    crate::users::write_private(&tmp, &bytes)?;
+    std::fs::rename(&tmp, &file)?;
+    let kid = crate::tokens::key_id(&crate::secret::SecretBytes::new(bytes));
+    writeln!(
+        std::io::stdout().lock(),
+        "rotated {}: new kid {kid}",
+        file.display()
+    )?;
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,8 +99,7 @@ pub enum AuditCommand {
         after_help = "Examples:\n  mcp-sessions audit verify\n  mcp-sessions audit verify ~/.local/share/mcp-sessions/audit.log.1"
     )]
     Verify {
-        /// The file (default: <data_dir>/audit.log). Needs the same signing key (jwt.key or
-        /// MCP_SESSIONS_JWT_SECRET) as the server that wrote it.
+        /// The file (default: <data_dir>/audit.log). Needs the audit.key of the server that wrote it.
         file: Option<PathBuf>,
     },
 }
@@ -80,16 +108,13 @@ pub enum AuditCommand {
 pub fn run_audit_command(command: AuditCommand, paths: &Paths) -> anyhow::Result<bool> {
     let AuditCommand::Verify { file } = command;
     let file = file.unwrap_or_else(|| paths.audit_file());
-    let secret = std::env::var("MCP_SESSIONS_JWT_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
-    if secret.is_none() && !paths.key_file().exists() {
+    if !paths.audit_key_file().exists() {
         anyhow::bail!(
-            "no signing key: neither MCP_SESSIONS_JWT_SECRET nor {} exists",
-            paths.key_file().display()
+            "no audit key: {} does not exist",
+            paths.audit_key_file().display()
         );
     }
-    let key = crate::tokens::load_signing_key(secret, &paths.key_file())?;
+    let key = crate::tokens::load_signing_key(None, &paths.audit_key_file())?;
     let mut out = std::io::stdout().lock();
     match crate::audit::verify(&file, &key)? {
         crate::audit::Verdict::Intact { lines } => {

@@ -94,6 +94,12 @@ impl Paths {
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join("jwt.key")
     }
+
+    /// Keys the audit log's MAC chain and session-id hashes; separate from the signing key so
+    /// that rotating that one leaves old logs verifiable.
+    pub fn audit_key_file(&self) -> PathBuf {
+        self.data_dir.join("audit.key")
+    }
 }
 
 /// Every timeout (seconds) and limit of the server.
@@ -116,6 +122,8 @@ pub struct Config {
     pub access_token_renew_within: u64,
     /// Clock skew tolerated when validating JWTs (at most 30).
     pub jwt_leeway: u64,
+    /// After a key rotation, how long tokens of the previous key still verify.
+    pub jwt_key_grace: u64,
     /// `iss` of issued tokens, required on verification.
     pub jwt_issuer: String,
     /// `aud` of issued tokens, required on verification.
@@ -153,6 +161,7 @@ impl Default for Config {
             access_token_ttl: 900,
             access_token_renew_within: 300,
             jwt_leeway: 30,
+            jwt_key_grace: 86_400,
             jwt_issuer: "mcp-sessions".to_owned(),
             jwt_audience: "mcp-sessions".to_owned(),
             login_free_failures: 5,

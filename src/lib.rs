@@ -26,3 +26,4 @@ pub mod throttle;
 pub mod tokens;
 pub mod transport;
 pub mod users;
+pub mod watch;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use mcp_sessions::app::{App, Options};
-use mcp_sessions::cli::{Cli, Command, run_audit_command, run_user_command};
+use mcp_sessions::cli::{Cli, Command, run_audit_command, run_key_command, run_user_command};
 use mcp_sessions::config::{Config, Paths};
 use tracing_subscriber::EnvFilter;
 
@@ -59,6 +59,9 @@ fn main() -> ExitCode {
         Some(Command::User(command)) => Paths::resolve(cli.global.config_dir, cli.global.data_dir)
             .map_err(anyhow::Error::from)
             .and_then(|paths| run_user_command(command, &paths).map_err(anyhow::Error::from)),
+        Some(Command::Key(command)) => Paths::resolve(cli.global.config_dir, cli.global.data_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|paths| run_key_command(command, &paths)),
         Some(Command::Audit(command)) => {
             let verdict = Paths::resolve(cli.global.config_dir, cli.global.data_dir)
                 .map_err(anyhow::Error::from)

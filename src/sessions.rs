@@ -1,7 +1,7 @@
 //! The session store: who is logged in, until when. Absolute and idle expiry, the user's
 //! standing (exists, enabled, same password) and ownership are checked on every access, against
 //! the users file as it is on disk now (another process may have edited it); the sweeper only
-//! frees memory. Every session that ends by itself is announced on a channel so the
+//! frees memory. Every session that ends is announced on a channel so the
 //! composition root can audit it and close its browser contexts (sessions never call the
 //! browser).
 
@@ -244,10 +244,8 @@ impl SessionStore {
             username: session.user.username.clone(),
             reason,
         };
-        if reason != EndReason::Deleted {
-            // The receiver lives as long as the server; a send error only means it is shutting down.
-            let _ = self.shared.ended.send(ended.clone());
-        }
+        // The receiver lives as long as the server; a send error only means it is shutting down.
+        let _ = self.shared.ended.send(ended.clone());
         Some(ended)
     }
 

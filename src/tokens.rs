@@ -1,8 +1,13 @@
 //! JWT access and refresh tokens: HS256 only, every claim required, short leeway, and the token
 //! type checked so a refresh token never passes as an access token (RFC 8725). The signing key
 //! comes from `MCP_SESSIONS_JWT_SECRET` or a 0600 key file created on first start.
+//!
+//! Keys rotate: every token names its key in `kid`; after a rotation the previous key stays
+//! verify-only for a grace period, and a token whose `kid` is unknown (or past its grace) is
+//! refused.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -66,15 +71,48 @@ pub struct Claims {
     pub typ: TokenKind,
 }
 
-/// The signing key and validation rules.
-pub struct TokenService {
+/// One signing key, named by its `kid`.
+struct SigningKey {
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    _secret: SecretBytes,
+}
+
+impl SigningKey {
+    fn new(secret: SecretBytes) -> Self {
+        Self {
+            kid: key_id(&secret),
+            encoding: EncodingKey::from_secret(secret.expose()),
+            decoding: DecodingKey::from_secret(secret.expose()),
+            _secret: secret,
+        }
+    }
+}
+
+/// The public name of a key: 16 hex characters of a hash of it (reveals nothing of the key).
+pub fn key_id(secret: &SecretBytes) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"mcp-sessions kid v1:")
+        .chain_update(secret.expose())
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
+struct KeyRing {
+    current: Arc<SigningKey>,
+    /// The key before the last rotation, accepted for verification until the given second.
+    previous: Option<(Arc<SigningKey>, u64)>,
+}
+
+/// The signing keys and validation rules.
+pub struct TokenService {
+    keys: RwLock<KeyRing>,
     validation: Validation,
     issuer: String,
     audience: String,
     leeway: u64,
-    _key: SecretBytes,
 }
 
 impl TokenService {
@@ -89,13 +127,53 @@ impl TokenService {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         Self {
-            encoding: EncodingKey::from_secret(key.expose()),
-            decoding: DecodingKey::from_secret(key.expose()),
+            keys: RwLock::new(KeyRing {
+                current: Arc::new(SigningKey::new(key)),
+                previous: None,
+            }),
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway,
-            _key: key,
+        }
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `kid` new tokens carry.
+    pub fn current_kid(&self) -> String {
+        self.ring().current.kid.clone()
+    }
+
+    /// Makes `key` the signing key; the one it replaces keeps verifying until `grace_until` (s).
+    /// Returns false when `key` already is the signing key.
+    pub fn rotate(&self, key: SecretBytes, grace_until: u64) -> bool {
+        let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if key_id(&key) == ring.current.kid {
+            return false;
+        }
+        let old = std::mem::replace(&mut ring.current, Arc::new(SigningKey::new(key)));
+        ring.previous = Some((old, grace_until));
+        true
+    }
+
+    /// Accepts tokens of `key` (verify-only) until `until` (s), e.g. the key before a restart.
+    pub fn accept_previous(&self, key: SecretBytes, until: u64) {
+        let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        ring.previous = Some((Arc::new(SigningKey::new(key)), until));
+    }
+
+    /// The key named `kid`, if it may verify at `now`.
+    fn verifying_key(&self, kid: &str, now: u64) -> Option<Arc<SigningKey>> {
+        let ring = self.ring();
+        if ring.current.kid == kid {
+            return Some(ring.current.clone());
+        }
+        match &ring.previous {
+            Some((key, until)) if key.kid == kid && now <= *until => Some(key.clone()),
+            _ => None,
         }
     }
 
@@ -121,14 +199,23 @@ impl TokenService {
             exp: now.saturating_add(ttl),
             typ: kind,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| TokenError::Issue)?;
+        let key = self.ring().current.clone();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| TokenError::Issue)?;
         Ok((token, claims))
     }
 
     /// Verifies signature, algorithm, every claim and the token type.
     pub fn verify(&self, token: &str, expected: TokenKind, now: u64) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifying_key(kid, now))
+            .ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         if claims.iat > now.saturating_add(self.leeway) {
@@ -194,6 +281,13 @@ mod tests {
         crate::clock::now_ms() / 1000
     }
 
+    fn header(alg: &str, key: &[u8]) -> String {
+        format!(
+            r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#,
+            key_id(&SecretBytes::new(key.to_vec()))
+        )
+    }
+
     fn forge(header: &str, claims: &serde_json::Value, key: &[u8]) -> String {
         use base64::Engine;
         use hmac::{Hmac, Mac};
@@ -231,31 +325,19 @@ mod tests {
     fn hand_signed_hs256_is_accepted_and_others_refused() {
         let svc = service();
         let now = now();
-        let good = forge(
-            r#"{"alg":"HS256","typ":"JWT"}"#,
-            &claims_json(now),
-            &[7u8; 32],
-        );
+        let good = forge(&header("HS256", &[7u8; 32]), &claims_json(now), &[7u8; 32]);
         assert!(
             svc.verify(&good, TokenKind::Access, now).is_ok(),
             "the forging helper must be right"
         );
-        let hs512 = forge(
-            r#"{"alg":"HS512","typ":"JWT"}"#,
-            &claims_json(now),
-            &[7u8; 32],
-        );
+        let hs512 = forge(&header("HS512", &[7u8; 32]), &claims_json(now), &[7u8; 32]);
         assert!(svc.verify(&hs512, TokenKind::Access, now).is_err());
         let none = format!(
             "{}.",
             good.rsplit_once('.').map(|(a, _)| a).unwrap_or_default()
         );
         assert!(svc.verify(&none, TokenKind::Access, now).is_err());
-        let wrong_key = forge(
-            r#"{"alg":"HS256","typ":"JWT"}"#,
-            &claims_json(now),
-            &[8u8; 32],
-        );
+        let wrong_key = forge(&header("HS256", &[7u8; 32]), &claims_json(now), &[8u8; 32]);
         assert!(svc.verify(&wrong_key, TokenKind::Access, now).is_err());
     }
 
@@ -270,7 +352,7 @@ mod tests {
             if let Some(map) = claims.as_object_mut() {
                 map.remove(claim);
             }
-            let token = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, &[7u8; 32]);
+            let token = forge(&header("HS256", &[7u8; 32]), &claims, &[7u8; 32]);
             assert!(
                 svc.verify(&token, TokenKind::Access, now).is_err(),
                 "missing {claim} accepted"
@@ -282,7 +364,7 @@ mod tests {
         ] {
             let mut claims = claims_json(now);
             claims[claim] = value;
-            let token = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, &[7u8; 32]);
+            let token = forge(&header("HS256", &[7u8; 32]), &claims, &[7u8; 32]);
             assert!(
                 svc.verify(&token, TokenKind::Access, now).is_err(),
                 "string {claim} accepted"
@@ -301,7 +383,7 @@ mod tests {
         let mut future_iat = claims_json(now);
         future_iat["iat"] = serde_json::json!(now + 60);
         for claims in [expired, future_nbf, future_iat] {
-            let token = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, &[7u8; 32]);
+            let token = forge(&header("HS256", &[7u8; 32]), &claims, &[7u8; 32]);
             assert!(
                 svc.verify(&token, TokenKind::Access, now).is_err(),
                 "{claims}"
@@ -316,5 +398,43 @@ mod tests {
             load_signing_key(Some("too short".into()), &dir.join("unused.key")),
             Err(KeyError::ShortSecret(9))
         ));
+    }
+
+    #[test]
+    fn rotation_keeps_the_previous_key_for_its_grace_and_refuses_unknown_kids()
+    -> Result<(), TokenError> {
+        let svc = service();
+        let now = now();
+        let (old_token, _) = svc.issue(TokenKind::Access, "u", "s", now, 60)?;
+        assert!(svc.rotate(SecretBytes::new(vec![9u8; 32]), now + 10));
+        let (new_token, _) = svc.issue(TokenKind::Access, "u", "s", now, 60)?;
+        assert!(svc.verify(&new_token, TokenKind::Access, now).is_ok());
+        assert!(
+            svc.verify(&old_token, TokenKind::Access, now).is_ok(),
+            "refused within the grace period"
+        );
+        assert!(
+            svc.verify(&old_token, TokenKind::Access, now + 11).is_err(),
+            "accepted after the grace period"
+        );
+        let no_kid = forge(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &claims_json(now),
+            &[9u8; 32],
+        );
+        assert!(
+            svc.verify(&no_kid, TokenKind::Access, now).is_err(),
+            "a token without kid was accepted"
+        );
+        let unknown = forge(
+            r#"{"alg":"HS256","typ":"JWT","kid":"0000000000000000"}"#,
+            &claims_json(now),
+            &[9u8; 32],
+        );
+        assert!(
+            svc.verify(&unknown, TokenKind::Access, now).is_err(),
+            "an unknown kid was accepted"
+        );
+        Ok(())
     }
 }

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretString;
+use crate::watch::{FileStamp, stamp_of};
 
 /// Shortest new password, in characters (NIST SP 800-63B-4 for single-factor passwords).
 pub const MIN_PASSWORD_CHARS: usize = 15;
@@ -217,25 +217,6 @@ pub fn verify_password(password: &SecretString, hash: &str) -> bool {
 
 /// A user as the server sees it.
 pub type User = Arc<UserRecord>;
-
-/// Identifies a version of the users file, to notice edits by another process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    #[cfg(unix)]
-    inode: u64,
-}
-
-fn stamp_of(path: &Path) -> Option<FileStamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        #[cfg(unix)]
-        inode: std::os::unix::fs::MetadataExt::ino(&meta),
-    })
-}
 
 #[derive(Default)]
 struct Snapshot {

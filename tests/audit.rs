@@ -431,3 +431,110 @@ fn s19_audit_write_failures_at_run_time_fail_closed() {
     assert!(server.is_running());
     assert_eq!(server.close(), Some(0));
 }
+
+#[test]
+fn audit_verify_detects_an_edited_line_in_a_real_log() {
+    let mut server = Server::start(Setup::demo());
+    server.login("demo", "demo123!");
+    server.call(
+        "create-session",
+        json!({"username": "demo", "password": "wrong-password"}),
+    );
+    let (data, config) = (server.data_dir.clone(), server.config_dir.clone());
+    assert_eq!(server.close(), Some(0));
+
+    let verify = || common::user_command(&data, &config, &["audit", "verify"], "");
+    let intact = verify();
+    let said = String::from_utf8_lossy(&intact.stdout).to_string();
+    assert!(
+        intact.status.success(),
+        "a fresh log does not verify: {said}"
+    );
+    assert!(said.starts_with("ok:"), "{said}");
+
+    let path = data.join("audit.log");
+    let original = std::fs::read_to_string(&path).expect("audit log");
+    let number = original
+        .lines()
+        .position(|l| l.contains("\"login.failure\""))
+        .expect("a login.failure line")
+        + 1;
+    std::fs::write(
+        &path,
+        original.replacen("\"login.failure\"", "\"login.success\"", 1),
+    )
+    .expect("edit");
+    let edited = verify();
+    let said = String::from_utf8_lossy(&edited.stdout).to_string();
+    assert!(!edited.status.success(), "an edited log verified: {said}");
+    assert!(
+        said.contains(&format!("line {number}:")) && said.contains("altered"),
+        "the edited line {number} is not named: {said}"
+    );
+
+    let lines: Vec<&str> = original.lines().collect();
+    let without: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i + 1 != number)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(&path, without.join("\n") + "\n").expect("remove a line");
+    let removed = verify();
+    let said = String::from_utf8_lossy(&removed.stdout).to_string();
+    assert!(
+        !removed.status.success(),
+        "a log with a line removed verified: {said}"
+    );
+    assert!(said.contains("removed"), "{said}");
+}
+
+#[test]
+fn rotated_signing_key_keeps_old_tokens_for_the_grace_period_only() {
+    let mut server = Server::start(Setup::demo().set("jwt_key_grace=3"));
+    let created = server.login("demo", "demo123!");
+    let old_token = created["tokens"]["accessToken"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let refresh = created["tokens"]["refreshToken"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let old_kid = jwt_header(&old_token)["kid"].clone();
+    assert!(old_kid.is_string(), "tokens carry a kid");
+
+    let rotated = server.user_command(&["key", "rotate"], "");
+    assert!(rotated.status.success(), "key rotate failed");
+    server.wait_for_audit("key.rotate", |l| l["event"] == "key.rotate");
+
+    // Within the grace period the old key still verifies; new tokens use the new key.
+    server.call_ok("list-sessions", json!({"accessToken": old_token}));
+    let renewed = server.call_ok("refresh-session", json!({"refreshToken": refresh}));
+    let new_token = renewed["tokens"]["accessToken"]
+        .as_str()
+        .expect("new access token")
+        .to_owned();
+    assert_ne!(
+        jwt_header(&new_token)["kid"],
+        old_kid,
+        "still signing with the old key"
+    );
+
+    std::thread::sleep(Duration::from_millis(4200));
+    server.call_err(
+        "list-sessions",
+        json!({"accessToken": old_token}),
+        "AUTH_FAILED",
+    );
+    server.call_ok("list-sessions", json!({"accessToken": new_token}));
+}
+
+fn jwt_header(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url header");
+    serde_json::from_slice(&bytes).expect("JSON header")
+}

@@ -817,6 +817,16 @@ fn s12_create_session_refuses_passwords_over_1024_bytes() {
     server.login("demo", "demo123!");
 }
 
+/// The `kid` the server gives tokens of `key`: 16 hex characters of SHA-256("mcp-sessions kid v1:" ‖ key).
+fn kid_of(key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"mcp-sessions kid v1:")
+        .chain_update(key)
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
 /// A JWT signed by hand, so the server's validation can be probed claim by claim.
 fn sign(header: &Value, claims: &Value, key: &[u8], algorithm: &str) -> String {
     use base64::Engine;
@@ -856,8 +866,9 @@ fn s13_tokens_pin_hs256_and_require_every_claim() {
         "jti": "00112233445566778899aabbccddeeff", "iat": now, "nbf": now, "exp": now + 300,
         "typ": "access",
     });
-    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
     let key = secret.as_bytes();
+    let kid = kid_of(key);
+    let hs256 = json!({"alg": "HS256", "typ": "JWT", "kid": kid});
     let list = |server: &mut Server, token: &str| {
         server.call("list-sessions", json!({"accessToken": token}))
     };
@@ -908,12 +919,17 @@ fn s13_tokens_pin_hs256_and_require_every_claim() {
     }
     refused.push((
         "alg none".into(),
-        sign(&json!({"alg": "none", "typ": "JWT"}), &claims, key, "none"),
+        sign(
+            &json!({"alg": "none", "typ": "JWT", "kid": kid}),
+            &claims,
+            key,
+            "none",
+        ),
     ));
     refused.push((
         "alg HS512".into(),
         sign(
-            &json!({"alg": "HS512", "typ": "JWT"}),
+            &json!({"alg": "HS512", "typ": "JWT", "kid": kid}),
             &claims,
             key,
             "HS512",
@@ -922,7 +938,25 @@ fn s13_tokens_pin_hs256_and_require_every_claim() {
     refused.push((
         "alg RS256 with an HMAC signature".into(),
         sign(
-            &json!({"alg": "RS256", "typ": "JWT"}),
+            &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+            &claims,
+            key,
+            "HS256",
+        ),
+    ));
+    refused.push((
+        "no kid".into(),
+        sign(
+            &json!({"alg": "HS256", "typ": "JWT"}),
+            &claims,
+            key,
+            "HS256",
+        ),
+    ));
+    refused.push((
+        "an unknown kid".into(),
+        sign(
+            &json!({"alg": "HS256", "typ": "JWT", "kid": "0011223344556677"}),
             &claims,
             key,
             "HS256",
@@ -1018,7 +1052,7 @@ fn s14_the_key_file_is_made_private_and_is_the_signing_key() {
     let mut claims = jwt_claims(&access_token(&created));
     claims["jti"] = json!("ffeeddccbbaa99887766554433221100");
     let token = sign(
-        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"alg": "HS256", "typ": "JWT", "kid": kid_of(&key)}),
         &claims,
         &key,
         "HS256",

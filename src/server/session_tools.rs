@@ -445,7 +445,8 @@ impl McpSessions {
                 ToolError::new(Code::SessionNotFound, "the session had already ended").into(),
             );
         };
-        // The store announces only sessions that end by themselves: close this one's contexts here.
+        // Close them now, so they are gone when delete-session answers (the composition root's
+        // handler of ended sessions finds nothing left to close).
         self.state
             .close_session_contexts(
                 &ended.id,
