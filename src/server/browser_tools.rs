@@ -31,12 +31,11 @@ use crate::sessions::SessionInfo;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Scoped<T> {
-    /// Your session (64 lowercase hex). Without `accessToken` it is also your credential; it may be
-    /// left out when the host configured a bootstrap user.
+    /// Your session id; optional with accessToken or a bootstrap user.
     #[serde(rename = "sessionId")]
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub session_id: Option<String>,
-    /// Your access token, as the credential (then `sessionId` names the session to act in).
+    /// Your access token (an alternative credential).
     #[serde(rename = "accessToken")]
     #[schemars(length(min = 1, max = 4096))]
     pub access_token: Option<SecretString>,

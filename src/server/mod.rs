@@ -55,6 +55,9 @@ impl McpSessions {
             }
             route.attr.input_schema = Arc::new(schema);
         }
+        for route in router.map.values_mut() {
+            compact(&mut route.attr);
+        }
         let validators = ArgumentValidators::compile(&router.list_all())?;
         Ok(Self {
             state,
@@ -66,6 +69,44 @@ impl McpSessions {
     /// Every advertised tool.
     pub fn tools(&self) -> Vec<Tool> {
         self.tool_router.list_all()
+    }
+}
+
+/// Keeps tools/list small (hosts put it in the model's context): the `$schema` URL goes (draft
+/// 2020-12 is MCP's default), and output schemas keep their structure but not their prose.
+fn compact(tool: &mut Tool) {
+    fn strip(value: &mut Value, keys: &[&str]) {
+        match value {
+            Value::Object(map) => {
+                for key in keys {
+                    // `properties` maps names to schemas: a property may itself be named like a key.
+                    map.remove(*key);
+                }
+                for (name, child) in map.iter_mut() {
+                    if name == "properties" {
+                        if let Value::Object(props) = child {
+                            props.values_mut().for_each(|p| strip(p, keys));
+                        }
+                    } else {
+                        strip(child, keys);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| strip(i, keys)),
+            _ => {}
+        }
+    }
+    let mut input = Value::Object(tool.input_schema.as_ref().clone());
+    strip(&mut input, &["$schema"]);
+    if let Value::Object(input) = input {
+        tool.input_schema = Arc::new(input);
+    }
+    if let Some(output) = &tool.output_schema {
+        let mut output = Value::Object(output.as_ref().clone());
+        strip(&mut output, &["$schema", "description", "title"]);
+        if let Value::Object(output) = output {
+            tool.output_schema = Some(Arc::new(output));
+        }
     }
 }
 
