@@ -1136,3 +1136,49 @@ fn s07_a_session_deleted_while_its_context_is_created_keeps_no_context() {
     );
     assert_eq!(server.close(), Some(0));
 }
+
+#[test]
+fn navigate_and_create_context_send_progress_when_the_client_asks() {
+    require_chromium!("navigate_and_create_context_send_progress_when_the_client_asks");
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo());
+    let session = login(&mut server, "demo", "demo123!");
+    let id = server.send_request(
+        "tools/call",
+        json!({"name": "create-browser-context", "arguments": {"sessionId": session},
+               "_meta": {"progressToken": "ctx-1"}}),
+    );
+    let created = common::ToolReply::from_result(server.response(id)["result"].clone());
+    assert!(!created.is_error, "{}", created.body);
+    let context = created.body["contextId"]
+        .as_str()
+        .expect("contextId")
+        .to_owned();
+    let id = server.send_request(
+        "tools/call",
+        json!({"name": "browser-navigate",
+               "arguments": {"sessionId": session, "contextId": context, "url": site.url("/")},
+               "_meta": {"progressToken": 7}}),
+    );
+    let navigated = common::ToolReply::from_result(server.response(id)["result"].clone());
+    assert!(!navigated.is_error, "{}", navigated.body);
+    let progress: Vec<&Value> = server
+        .other
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    let for_token = |token: Value| {
+        progress
+            .iter()
+            .filter(|m| m["params"]["progressToken"] == token)
+            .map(|m| m["params"]["progress"].as_f64().unwrap_or(-1.0))
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(for_token(json!("ctx-1")), vec![0.0, 2.0], "{progress:?}");
+    assert_eq!(for_token(json!(7)), vec![0.0, 1.0], "{progress:?}");
+
+    // Without a progress token, no notification is sent.
+    let before = server.other.len();
+    navigate(&mut server, &session, &context, &site.url("/"));
+    assert_eq!(server.other.len(), before, "progress sent without a token");
+}

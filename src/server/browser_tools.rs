@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use rmcp::handler::server::wrapper::{Json, Parameters};
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, ProgressToken};
+use rmcp::service::RequestContext;
+use rmcp::{Peer, RoleServer};
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -255,6 +257,30 @@ pub struct EvaluateResult {
     pub value: Value,
 }
 
+/// MCP progress notifications for a call whose client asked for them (with a progress token).
+struct Progress {
+    peer: Peer<RoleServer>,
+    token: Option<ProgressToken>,
+}
+
+impl Progress {
+    fn of(context: &RequestContext<RoleServer>) -> Self {
+        Self {
+            peer: context.peer.clone(),
+            token: context.meta.get_progress_token(),
+        }
+    }
+
+    /// Reports step `done` of `total`; a client that went away is not an error.
+    async fn report(&self, done: f64, total: f64, message: &str) {
+        if let Some(token) = &self.token {
+            let mut param = ProgressNotificationParam::new(token.clone(), done).with_total(total);
+            param.message = Some(message.to_owned());
+            let _ = self.peer.notify_progress(param).await;
+        }
+    }
+}
+
 /// A session a browser tool acts in.
 struct Scope {
     session: SessionInfo,
@@ -333,8 +359,10 @@ impl McpSessions {
     async fn create_browser_context(
         &self,
         Parameters(args): Parameters<Scoped<CreateContextArgs>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<Json<ContextCreated>, CallToolResult> {
         let tool = "create-browser-context";
+        let progress = Progress::of(&context);
         let scope = self.scope(tool, &args, Permission::ContextCreate).await?;
         let options = args.args.options.unwrap_or_default();
         let owner = Owner {
@@ -342,6 +370,13 @@ impl McpSessions {
             user_id: scope.session.user.id.clone(),
         };
         let viewport = options.viewport.map(|v| (v.width, v.height));
+        progress
+            .report(
+                0.0,
+                2.0,
+                "opening a context (starting the browser if needed)",
+            )
+            .await;
         let info = self
             .state
             .browser
@@ -380,6 +415,7 @@ impl McpSessions {
                 .await;
             return Err(e.into());
         }
+        progress.report(2.0, 2.0, "context ready").await;
         Ok(Json(ContextCreated {
             context_id: info.context_id,
             name: info.name,
@@ -462,8 +498,10 @@ impl McpSessions {
     async fn browser_navigate(
         &self,
         Parameters(args): Parameters<Scoped<InContext<NavigateArgs>>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<Json<NavigateResult>, CallToolResult> {
         let tool = "browser-navigate";
+        let progress = Progress::of(&context);
         let scope = self.scope(tool, &args, Permission::ContextUse).await?;
         let browser = &self.state.browser;
         let url = browser
@@ -485,6 +523,9 @@ impl McpSessions {
             json!({"contextId": args.args.context_id, "origin": origin(&url)}),
         )?;
         let target = url.to_string();
+        progress
+            .report(0.0, 1.0, &format!("loading {}", origin(&url)))
+            .await;
         let navigated = browser
             .with_page(
                 &scope.key(),
@@ -509,6 +550,7 @@ impl McpSessions {
                 ToolError::from(BrowserError::Blocked(format!("redirected: {why}"))).into(),
             );
         }
+        progress.report(1.0, 1.0, "loaded").await;
         Ok(Json(NavigateResult {
             url: navigated.url,
             title: navigated.title,
