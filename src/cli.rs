@@ -1,6 +1,7 @@
-//! Command-line interface: serving (the default) and offline user management. Raw flags are
-//! parsed once here into the objects the rest of the crate takes. The user subcommands are the
-//! only code that writes to stdout besides the MCP transport, and only when not serving.
+//! Command-line interface: serving (the default) and the operator commands (users, keys, audit
+//! log, host installation, doctor). Raw flags are parsed once here into the objects the rest of
+//! the crate takes. The operator commands are the only code that writes to stdout besides the MCP
+//! transport, and only when not serving.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Paths;
+use crate::install::{DEFAULT_ENTRY_NAME, Host, InstallError, Mode, Request};
 use crate::secret::SecretString;
 use crate::users::{
     UserError, UserRecord, UsersFile, check_new_password, check_username, hash_password,
@@ -18,9 +20,13 @@ use crate::users::{
     name = "mcp-sessions",
     version,
     about = "A stdio MCP server with authenticated, time-limited, audited user sessions",
-    after_help = "Examples:\n  mcp-sessions --demo                      serve over stdio with the demo users\n  \
-                  mcp-sessions user add alice --role user  add a user (password prompted or read from stdin)\n  \
-                  mcp-sessions --set idle_timeout=600      override a configuration key"
+    after_help = "Examples:\n  \
+                  mcp-sessions --demo                          serve over stdio with the demo users\n  \
+                  mcp-sessions user add alice --role user      add a user (password prompted or read from stdin)\n  \
+                  mcp-sessions install claude-desktop --user alice\n                                               register with a host, logged in as alice\n  \
+                  mcp-sessions doctor                          check keys, audit log, users and Chromium\n  \
+                  mcp-sessions audit tail -n 50 --follow       watch the audit log\n  \
+                  mcp-sessions --set idle_timeout=600          override a configuration key"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -52,23 +58,142 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdin/stdout (the default).
+    /// Serve MCP over stdin/stdout (the default). Hosts start it this way; stdout carries only
+    /// JSON-RPC, logs go to stderr.
+    #[command(
+        after_help = "Examples:\n  mcp-sessions serve\n  mcp-sessions --demo serve < examples/fixtures/session-lifecycle.jsonl\n  \
+                      RUST_LOG=debug mcp-sessions serve 2>server.log"
+    )]
     Serve,
     /// Manage the users in users.toml.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  printf '%s\\n' \"$PASSWORD\" | mcp-sessions user add alice --role user\n  \
+                      mcp-sessions user list\n  mcp-sessions user disable alice"
+    )]
     User(UserCommand),
     /// Work with the audit log.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mcp-sessions audit verify\n  mcp-sessions audit tail -n 50 --event login"
+    )]
     Audit(AuditCommand),
     /// Manage the JWT signing key.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  mcp-sessions key rotate")]
     Key(KeyCommand),
+    /// Register the server with a desktop host: writes or merges its entry into the host's MCP
+    /// configuration file, keeping every other server and setting (the file is backed up first).
+    #[command(after_help = INSTALL_EXAMPLES)]
+    Install(InstallArgs),
+    /// Check the configuration, users, directories, keys, audit log and browser, and say what to
+    /// do about each problem. Exit status 1 when a check fails.
+    #[command(
+        after_help = "Examples:\n  mcp-sessions doctor\n  CHROME_PATH=/opt/chrome/chrome mcp-sessions doctor\n  \
+                      mcp-sessions --data-dir /srv/mcp/data --config-dir /srv/mcp/config doctor"
+    )]
+    Doctor,
+}
+
+const INSTALL_EXAMPLES: &str = "Hosts and their files:\n  \
+    claude-desktop  Claude/claude_desktop_config.json in ~/.config (Linux), ~/Library/Application Support (macOS), %APPDATA% (Windows)\n  \
+    claude-code     ~/.claude.json (user scope)\n  \
+    cursor          ~/.cursor/mcp.json\n  \
+    vscode          Code/User/mcp.json in ~/.config, ~/Library/Application Support or %APPDATA%\n\n\
+Examples:\n  \
+    mcp-sessions install claude-desktop --user alice      create or check alice; her password goes to a 0600 file\n  \
+    printf '%s\\n' \"$PASSWORD\" | mcp-sessions install cursor --user alice\n  \
+    mcp-sessions install vscode --dry-run                  show the whole resulting file, write nothing\n  \
+    mcp-sessions install claude-code --print               show only the entry\n  \
+    mcp-sessions install cursor --demo                     trials only: the demo users\n  \
+    mcp-sessions install claude-desktop --config ./claude_desktop_config.json --command /usr/local/bin/mcp-sessions";
+
+/// `install`'s arguments (`--demo`, `--set` and the directories are the global flags).
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The host to register with.
+    #[arg(value_enum)]
+    pub host: Host,
+    /// Print the whole resulting configuration file instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print only the server's entry (to add by hand); writes nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub print: bool,
+    /// The host's configuration file (default: its standard location on this platform).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The executable the host starts (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub command: Option<PathBuf>,
+    /// A bootstrap user the server logs in at start, so the password never passes through the
+    /// model. Created when missing; its password is read from stdin or a prompt (never argv) and
+    /// kept in a 0600 file the entry names in MCP_SESSIONS_PASSWORD_FILE.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Where the bootstrap user's password is kept (default: <config_dir>/<NAME>.password).
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+    /// Role of the bootstrap user if it is created; repeatable. Default: user.
+    #[arg(long = "role", value_name = "ROLE", requires = "user")]
+    pub roles: Vec<String>,
+    /// The entry's name in the host's configuration.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ENTRY_NAME)]
+    pub name: String,
+}
+
+/// Runs `install`; `global` supplies `--demo`, `--set` and the directories.
+pub fn run_install_command(
+    args: InstallArgs,
+    global: &GlobalArgs,
+    paths: &Paths,
+) -> Result<(), InstallError> {
+    let mode = match (args.dry_run, args.print) {
+        (true, _) => Mode::DryRun,
+        (false, true) => Mode::Print,
+        (false, false) => Mode::Write,
+    };
+    let request = Request {
+        host: args.host,
+        config_file: args.config,
+        command: args.command,
+        name: args.name,
+        demo: global.demo,
+        settings: global.set.clone(),
+        user: args.user,
+        password_file: args.password_file,
+        roles: args.roles,
+        mode,
+    };
+    crate::install::run(
+        request,
+        paths,
+        &mut |prompt, new| read_password(prompt, new),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+}
+
+/// Runs `doctor`; `Ok(false)` when a check failed.
+pub fn run_doctor_command(paths: &Paths, settings: &[String]) -> anyhow::Result<bool> {
+    let report = crate::doctor::run(paths, settings);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "mcp-sessions doctor: config {}, data {}\n",
+        paths.config_dir.display(),
+        paths.data_dir.display()
+    )?;
+    report.render(&mut out)?;
+    Ok(!report.failed())
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Replace jwt.key with a new random key. A running server signs with it within a second and
     /// keeps accepting tokens of the old key for `jwt_key_grace` seconds.
+    #[command(
+        after_help = "Examples:\n  mcp-sessions key rotate\n  mcp-sessions --data-dir /srv/mcp/data key rotate"
+    )]
     Rotate,
 }
 
@@ -102,11 +227,49 @@ pub enum AuditCommand {
         /// The file (default: <data_dir>/audit.log). Needs the audit.key of the server that wrote it.
         file: Option<PathBuf>,
     },
+    /// Print the last audit events readably, one line each: time, event, outcome, user, tool,
+    /// short session hash, detail. With --follow, keep printing new ones (Ctrl-C stops).
+    #[command(
+        after_help = "Examples:\n  mcp-sessions audit tail\n  mcp-sessions audit tail -n 100 --user alice\n  \
+                      mcp-sessions audit tail --event login.failure --follow\n  \
+                      mcp-sessions audit tail --event session   (every session.* event)"
+    )]
+    Tail {
+        /// How many events to print (the last ones that match).
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        lines: usize,
+        /// Keep printing events as they are appended (polls the file; follows rotations).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events of this username or user id.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Only this event (login.failure) or family (login).
+        #[arg(long, value_name = "KIND")]
+        event: Option<String>,
+        /// The file (default: <data_dir>/audit.log).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
-/// Runs `audit verify`; `Ok(true)` when the chain holds.
+/// Runs an `audit` subcommand; `Ok(false)` when `verify` finds the chain broken.
 pub fn run_audit_command(command: AuditCommand, paths: &Paths) -> anyhow::Result<bool> {
-    let AuditCommand::Verify { file } = command;
+    let file = match command {
+        AuditCommand::Verify { file } => file,
+        AuditCommand::Tail {
+            lines,
+            follow,
+            user,
+            event,
+            file,
+        } => {
+            let file = file.unwrap_or_else(|| paths.audit_file());
+            let filter = crate::audit_tail::Filter { user, event };
+            crate::audit_tail::run(&file, lines, follow, &filter, &mut std::io::stdout().lock())?;
+            return Ok(true);
+        }
+    };
     let file = file.unwrap_or_else(|| paths.audit_file());
     if !paths.audit_key_file().exists() {
         anyhow::bail!(
@@ -145,35 +308,54 @@ pub enum UserCommand {
         roles: Vec<String>,
     },
     /// List users (never their hashes).
+    #[command(after_help = "Example:\n  mcp-sessions user list")]
     List,
     /// Remove a user; their sessions end at their next use.
+    #[command(after_help = "Example:\n  mcp-sessions user remove alice")]
     Remove { username: String },
     /// Change a user's password; their sessions end at once.
+    #[command(
+        after_help = "Examples:\n  mcp-sessions user passwd alice\n  printf '%s\\n' \"$NEW_PASSWORD\" | mcp-sessions user passwd alice"
+    )]
     Passwd { username: String },
     /// Disable a user; their sessions end at once.
+    #[command(after_help = "Example:\n  mcp-sessions user disable alice")]
     Disable { username: String },
     /// Enable a disabled user.
+    #[command(after_help = "Example:\n  mcp-sessions user enable alice")]
     Enable { username: String },
 }
 
-/// Reads a new password: twice from a terminal prompt, or one line from stdin.
-fn read_new_password(username: &str) -> Result<SecretString, UserError> {
+/// Reads a password: from a terminal prompt (twice when it is `new`), or one line from stdin.
+fn read_password(prompt: &str, new: bool) -> Result<SecretString, UserError> {
     let io = |e: std::io::Error| UserError::Policy(format!("cannot read the password: {e}"));
     let password = if std::io::stdin().is_terminal() {
-        let first =
-            rpassword::prompt_password(format!("New password for {username}: ")).map_err(io)?;
-        let second = rpassword::prompt_password("Repeat it: ").map_err(io)?;
-        if first != second {
-            return Err(UserError::Policy("the passwords differ".into()));
+        let first = SecretString::new(rpassword::prompt_password(prompt).map_err(io)?);
+        if new {
+            let second = SecretString::new(rpassword::prompt_password("Repeat it: ").map_err(io)?);
+            if first != second {
+                return Err(UserError::Policy("the passwords differ".into()));
+            }
         }
         first
     } else {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map_err(io)?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
+        let password = SecretString::new(line.trim_end_matches(['\n', '\r']).to_owned());
+        zeroize::Zeroize::zeroize(&mut line);
+        password
     };
-    check_new_password(&password)?;
-    Ok(SecretString::new(password))
+    if password.expose().is_empty() {
+        return Err(UserError::Policy("no password was given".into()));
+    }
+    Ok(password)
+}
+
+/// Reads a new password and checks it against the policy.
+fn read_new_password(username: &str) -> Result<SecretString, UserError> {
+    let password = read_password(&format!("New password for {username}: "), true)?;
+    check_new_password(password.expose())?;
+    Ok(password)
 }
 
 /// Runs a `user` subcommand against `paths`.

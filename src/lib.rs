@@ -2,7 +2,8 @@
 //! user sessions.
 //!
 //! Dependencies point one way: `server` (tools) → `sessions`, `audit` → `tokens`, `users`,
-//! `seal` → `rbac`. `app` is the composition root that wires them; `cli` manages users offline.
+//! `seal` → `rbac`. `app` is the composition root that wires them; `cli` holds the operator commands (`install`,
+//! `doctor`, `audit_tail` and user, key and audit management).
 #![deny(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -13,10 +14,13 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_tail;
 pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
+pub mod install;
 pub mod rbac;
 pub mod seal;
 pub mod secret;

@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use mcp_sessions::app::{App, Options};
-use mcp_sessions::cli::{Cli, Command, run_audit_command, run_key_command, run_user_command};
+use mcp_sessions::cli::{
+    Cli, Command, GlobalArgs, run_audit_command, run_doctor_command, run_install_command,
+    run_key_command, run_user_command,
+};
 use mcp_sessions::config::{Config, Paths};
 use tracing_subscriber::EnvFilter;
 
@@ -33,10 +36,10 @@ fn init_logging() {
         .init();
 }
 
-fn serve(cli: Cli) -> anyhow::Result<()> {
-    let paths = Paths::resolve(cli.global.config_dir, cli.global.data_dir)?;
-    let config = Config::load(&paths, &cli.global.set)?;
-    let options = Options::from_env(paths, config, cli.global.demo)?;
+fn serve(global: GlobalArgs) -> anyhow::Result<()> {
+    let paths = Paths::resolve(global.config_dir, global.data_dir)?;
+    let config = Config::load(&paths, &global.set)?;
+    let options = Options::from_env(paths, config, global.demo)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,27 +54,34 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the command; `Ok(false)` when it found a problem it reports by exit status alone.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let Cli { global, command } = cli;
+    let command = match command {
+        None | Some(Command::Serve) => return serve(global).map(|()| true),
+        Some(command) => command,
+    };
+    let paths = Paths::resolve(global.config_dir.clone(), global.data_dir.clone())?;
+    match command {
+        Command::Serve => serve(global).map(|()| true),
+        Command::User(command) => run_user_command(command, &paths)
+            .map(|()| true)
+            .map_err(anyhow::Error::from),
+        Command::Key(command) => run_key_command(command, &paths).map(|()| true),
+        Command::Audit(command) => run_audit_command(command, &paths),
+        Command::Install(args) => run_install_command(args, &global, &paths)
+            .map(|()| true)
+            .map_err(anyhow::Error::from),
+        Command::Doctor => run_doctor_command(&paths, &global.set),
+    }
+}
+
 fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None | Some(Command::Serve) => serve(cli),
-        Some(Command::User(command)) => Paths::resolve(cli.global.config_dir, cli.global.data_dir)
-            .map_err(anyhow::Error::from)
-            .and_then(|paths| run_user_command(command, &paths).map_err(anyhow::Error::from)),
-        Some(Command::Key(command)) => Paths::resolve(cli.global.config_dir, cli.global.data_dir)
-            .map_err(anyhow::Error::from)
-            .and_then(|paths| run_key_command(command, &paths)),
-        Some(Command::Audit(command)) => {
-            let verdict = Paths::resolve(cli.global.config_dir, cli.global.data_dir)
-                .map_err(anyhow::Error::from)
-                .and_then(|paths| run_audit_command(command, &paths));
-            match verdict {
-                Ok(true) => Ok(()),
-                Ok(false) => return ExitCode::FAILURE,
-                Err(e) => Err(e),
-            }
-        }
+    let result = match run(Cli::parse()) {
+        Ok(true) => Ok(()),
+        Ok(false) => return ExitCode::FAILURE,
+        Err(e) => Err(e),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use page::PageError;
 pub use policy::UrlPolicy;
 use process::{ChromeProcess, LaunchSpec};
+pub use process::{INSTALL_ADVICE, find_executable};
 
 /// The `[browser]` configuration section.
 #[derive(Debug, Clone, Deserialize)]

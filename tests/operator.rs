@@ -1,0 +1,677 @@
+//! The operator commands from outside, run as the built binary with temporary HOME, data and
+//! config directories: `install <host>` (merge, idempotence, backups, dry runs, the bootstrap
+//! user's password file, each host's shape and location, malformed files), `doctor` and
+//! `audit tail`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use common::{BIN, Server, Setup};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "operator passphrase 4 tests";
+
+/// A temporary home with `data` and `config` directories (owner-only, as the server makes them).
+struct Home {
+    temp: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        for dir in ["data", "config"] {
+            let path = temp.path().join(dir);
+            std::fs::create_dir_all(&path).expect("dir");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                    .expect("chmod");
+            }
+        }
+        Self { temp }
+    }
+
+    fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path().join("config")
+    }
+
+    /// `mcp-sessions <args>` in this home, with only the environment a test gives it.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("MCP_SESSIONS_DATA_DIR", self.data())
+            .env("MCP_SESSIONS_CONFIG_DIR", self.config());
+        command
+    }
+
+    /// Runs `mcp-sessions <args>` with `stdin` (closed when empty).
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_with(self.command(args), stdin)
+    }
+
+    fn run_with(&self, mut command: Command, stdin: &str) -> Output {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mcp-sessions");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("wait")
+    }
+
+    /// Starts the server once and lets it exit, so that keys and the audit log exist.
+    fn serve_once(&self) {
+        let output = self.run(&["serve"], "");
+        assert!(output.status.success(), "serve: {}", text(&output.stderr));
+    }
+
+    /// Files in `dir` whose name starts with `prefix`.
+    fn backups(&self, file: &Path) -> Vec<PathBuf> {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        std::fs::read_dir(file.parent().expect("dir"))
+            .expect("read dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}.bak-")))
+            })
+            .collect()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// A Claude Desktop file with another server and other settings.
+fn existing_host_config(dir: &Path) -> PathBuf {
+    let file = dir.join("claude_desktop_config.json");
+    let original = json!({
+        "globalShortcut": "Ctrl+Space",
+        "mcpServers": {
+            "filesystem": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+            "weather": {"command": "/opt/weather", "env": {"API_REGION": "eu"}}
+        },
+        "preferences": {"theme": "dark", "zoom": 1.25}
+    });
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&original).expect("json"),
+    )
+    .expect("write");
+    file
+}
+
+#[test]
+fn install_merges_keeps_everything_else_and_is_idempotent() {
+    let home = Home::new();
+    let file = existing_host_config(home.path());
+    let config = file.to_str().expect("utf-8");
+    let args = [
+        "install",
+        "claude-desktop",
+        "--config",
+        config,
+        "--user",
+        "alice",
+        "--command",
+        BIN,
+    ];
+
+    let first = home.run(&args, &format!("{PASSWORD}\n"));
+    assert!(
+        first.status.success(),
+        "install failed: {}",
+        text(&first.stderr)
+    );
+    let value = read_json(&file);
+    assert_eq!(value["globalShortcut"], "Ctrl+Space");
+    assert_eq!(value["preferences"], json!({"theme": "dark", "zoom": 1.25}));
+    assert_eq!(
+        value["mcpServers"]["filesystem"]["args"][1],
+        "@modelcontextprotocol/server-filesystem"
+    );
+    assert_eq!(value["mcpServers"]["weather"]["env"]["API_REGION"], "eu");
+    let entry = &value["mcpServers"]["mcp-sessions"];
+    assert_eq!(entry["command"], BIN);
+    assert_eq!(entry["args"], json!([]));
+    assert_eq!(entry["env"]["MCP_SESSIONS_USER"], "alice");
+    assert!(
+        entry.get("type").is_none(),
+        "Claude Desktop entries have no type"
+    );
+    let backups = home.backups(&file);
+    assert_eq!(
+        backups.len(),
+        1,
+        "one backup before the change: {backups:?}"
+    );
+    let backup: Value = read_json(&backups[0]);
+    assert!(
+        backup["mcpServers"].get("mcp-sessions").is_none(),
+        "the backup is the old file"
+    );
+
+    // The password lives in a 0600 file the entry names, and nowhere else.
+    let password_file = PathBuf::from(
+        entry["env"]["MCP_SESSIONS_PASSWORD_FILE"]
+            .as_str()
+            .expect("password file in env"),
+    );
+    assert_eq!(password_file, home.config().join("alice.password"));
+    assert_eq!(
+        std::fs::read_to_string(&password_file)
+            .expect("password file")
+            .trim_end(),
+        PASSWORD
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&password_file)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "password file mode {mode:o}");
+    }
+    let host_text = std::fs::read_to_string(&file).expect("read");
+    assert!(!host_text.contains(PASSWORD), "password in the host config");
+    assert!(!text(&first.stdout).contains(PASSWORD) && !text(&first.stderr).contains(PASSWORD));
+    let users = std::fs::read_to_string(home.config().join("users.toml")).expect("users");
+    assert!(users.contains("alice") && !users.contains(PASSWORD));
+
+    // The installed entry works: the server logs alice in from the password file.
+    let mut server = Server::start(
+        Setup::default()
+            .dirs(&home.data(), &home.config())
+            .env("MCP_SESSIONS_USER", "alice")
+            .env(
+                "MCP_SESSIONS_PASSWORD_FILE",
+                password_file.to_str().expect("utf-8"),
+            ),
+    );
+    let sessions = server.call_ok("list-sessions", json!({}));
+    assert_eq!(sessions["count"], 1, "{sessions}");
+    server.close();
+
+    // A second run changes nothing and backs nothing up.
+    let before = std::fs::read(&file).expect("read");
+    let second = home.run(&args, &format!("{PASSWORD}\n"));
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stdout).contains("unchanged"),
+        "{}",
+        text(&second.stdout)
+    );
+    assert_eq!(std::fs::read(&file).expect("read"), before);
+    assert_eq!(home.backups(&file).len(), 1, "no new backup");
+
+    // A wrong password for the existing user is refused before anything changes.
+    let wrong = home.run(&args, "not alice's password at all\n");
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("does not match"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    assert_eq!(std::fs::read(&file).expect("read"), before);
+}
+
+#[test]
+fn dry_run_and_print_write_nothing() {
+    let home = Home::new();
+    let file = existing_host_config(home.path());
+    let config = file.to_str().expect("utf-8");
+    let before = std::fs::read(&file).expect("read");
+
+    let dry = home.run(
+        &[
+            "install",
+            "claude-desktop",
+            "--config",
+            config,
+            "--dry-run",
+            "--user",
+            "bob",
+        ],
+        "",
+    );
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let whole: Value = serde_json::from_slice(&dry.stdout).expect("dry run prints JSON");
+    assert_eq!(whole["preferences"]["theme"], "dark");
+    assert_eq!(whole["mcpServers"]["weather"]["command"], "/opt/weather");
+    assert_eq!(
+        whole["mcpServers"]["mcp-sessions"]["env"]["MCP_SESSIONS_USER"],
+        "bob"
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        before,
+        "dry run wrote the file"
+    );
+    assert!(home.backups(&file).is_empty());
+    assert!(!home.config().join("bob.password").exists());
+    assert!(!home.config().join("users.toml").exists());
+
+    let missing = home.path().join("absent.json");
+    let dry = home.run(
+        &[
+            "install",
+            "vscode",
+            "--config",
+            missing.to_str().expect("utf-8"),
+            "--dry-run",
+        ],
+        "",
+    );
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(!missing.exists(), "dry run created the file");
+
+    let print = home.run(
+        &[
+            "install",
+            "claude-desktop",
+            "--config",
+            config,
+            "--print",
+            "--demo",
+        ],
+        "",
+    );
+    assert!(print.status.success(), "{}", text(&print.stderr));
+    let entry: Value = serde_json::from_slice(&print.stdout).expect("print prints JSON");
+    assert!(
+        entry["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("mcp-sessions")),
+        "{entry}"
+    );
+    assert_eq!(entry["args"], json!(["--demo"]));
+    assert!(
+        entry.get("mcpServers").is_none(),
+        "--print shows the entry alone"
+    );
+    assert!(
+        text(&print.stderr).contains("trials only"),
+        "{}",
+        text(&print.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        before,
+        "--print wrote the file"
+    );
+}
+
+/// The platform's per-user configuration directory under `home` (as `directories` finds it).
+fn platform_config_dir(home: &Path) -> PathBuf {
+    if cfg!(target_os = "macos") {
+        home.join("Library").join("Application Support")
+    } else {
+        home.join(".config")
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn each_host_gets_its_shape_at_its_standard_location() {
+    let home = Home::new();
+    let config_dir = platform_config_dir(home.path());
+    let hosts = [
+        (
+            "claude-desktop",
+            config_dir.join("Claude/claude_desktop_config.json"),
+            "mcpServers",
+            None,
+        ),
+        (
+            "claude-code",
+            home.path().join(".claude.json"),
+            "mcpServers",
+            Some("stdio"),
+        ),
+        (
+            "cursor",
+            home.path().join(".cursor/mcp.json"),
+            "mcpServers",
+            None,
+        ),
+        (
+            "vscode",
+            config_dir.join("Code/User/mcp.json"),
+            "servers",
+            Some("stdio"),
+        ),
+    ];
+    for (host, file, key, transport) in hosts {
+        let output = home.run(&["install", host, "--command", BIN], "");
+        assert!(output.status.success(), "{host}: {}", text(&output.stderr));
+        let value = read_json(&file);
+        let entry = &value[key]["mcp-sessions"];
+        assert_eq!(entry["command"], BIN, "{host}: {value}");
+        assert_eq!(entry["args"], json!([]), "{host}");
+        assert_eq!(
+            entry.get("type").and_then(Value::as_str),
+            transport,
+            "{host}: {value}"
+        );
+        // The directories of this shell differ from the platform's: the host must be told.
+        assert_eq!(
+            entry["env"]["MCP_SESSIONS_DATA_DIR"],
+            home.data().to_str().expect("utf-8"),
+            "{host}"
+        );
+        let other = if key == "servers" {
+            "mcpServers"
+        } else {
+            "servers"
+        };
+        assert!(value.get(other).is_none(), "{host}: {value}");
+    }
+}
+
+#[test]
+fn a_malformed_host_config_is_refused_and_left_untouched() {
+    let home = Home::new();
+    let file = home.path().join("mcp.json");
+    let broken = "{\n  // VS Code allows comments, we do not\n  \"servers\": {},\n}\n";
+    std::fs::write(&file, broken).expect("write");
+    let output = home.run(
+        &[
+            "install",
+            "vscode",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--user",
+            "carol",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&file.display().to_string()),
+        "names the file: {stderr}"
+    );
+    assert!(stderr.contains("untouched"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), broken);
+    assert!(home.backups(&file).is_empty());
+    assert!(
+        !home.config().join("carol.password").exists(),
+        "nothing else was written"
+    );
+
+    std::fs::write(&file, "{\"servers\": [1, 2]}").expect("write");
+    let output = home.run(
+        &[
+            "install",
+            "vscode",
+            "--config",
+            file.to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("`servers` is not a JSON object"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "{\"servers\": [1, 2]}"
+    );
+}
+
+/// The doctor row of `check`: its status and the rest of the line.
+fn doctor_row<'a>(report: &'a str, check: &str) -> (&'a str, &'a str) {
+    report
+        .lines()
+        .find_map(|line| {
+            let (status, rest) = line.split_once(' ')?;
+            let rest = rest.trim_start();
+            rest.strip_prefix(check)
+                .filter(|r| r.starts_with("  "))
+                .map(|r| (status, r.trim()))
+        })
+        .unwrap_or_else(|| panic!("no {check} row in:\n{report}"))
+}
+
+#[test]
+fn doctor_explains_a_missing_chromium_and_fails() {
+    let home = Home::new();
+    let mut command = home.command(&["doctor"]);
+    command.env("CHROME_PATH", "/nonexistent");
+    let output = home.run_with(command, "");
+    assert!(!output.status.success(), "doctor passed without a browser");
+    let report = text(&output.stdout);
+    let (status, found) = doctor_row(&report, "chromium");
+    assert_eq!(status, "FAIL", "{report}");
+    assert!(found.contains("CHROME_PATH=/nonexistent"), "{report}");
+    assert!(
+        report.contains("apt-get install chromium"),
+        "install advice: {report}"
+    );
+    let (status, _) = doctor_row(&report, "users");
+    assert_eq!(status, "WARN", "no users is a warning: {report}");
+    assert!(
+        report.contains("user add") && report.contains("--demo"),
+        "{report}"
+    );
+}
+
+#[test]
+fn doctor_passes_the_key_and_audit_checks_after_a_first_run() {
+    let home = Home::new();
+    home.serve_once();
+    let output = home.run(&["doctor"], "");
+    let report = text(&output.stdout);
+    for check in [
+        "config.toml",
+        "users.toml",
+        "config directory",
+        "data directory",
+        "jwt.key",
+        "audit.key",
+        "audit log writable",
+        "audit chain",
+    ] {
+        assert_eq!(doctor_row(&report, check).0, "OK", "{check}:\n{report}");
+    }
+    assert!(
+        doctor_row(&report, "audit chain")
+            .1
+            .contains("the chain holds")
+    );
+    for key in ["jwt.key", "audit.key"] {
+        let bytes = std::fs::read(home.data().join(key)).expect("key");
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!report.contains(&hex[..16]), "key material in the report");
+    }
+
+    // A short signing secret in the environment is a failure.
+    let mut command = home.command(&["doctor"]);
+    command.env("MCP_SESSIONS_JWT_SECRET", "too short");
+    let output = home.run_with(command, "");
+    let report = text(&output.stdout);
+    assert!(!output.status.success());
+    assert_eq!(doctor_row(&report, "jwt.key").0, "FAIL", "{report}");
+    assert!(!report.contains("too short"), "the secret itself is shown");
+
+    // A tampered log fails the chain check.
+    let log = home.data().join("audit.log");
+    let original = std::fs::read_to_string(&log).expect("log");
+    std::fs::write(&log, original.replace("server.start", "server.bogus")).expect("write");
+    let output = home.run(&["doctor"], "");
+    let report = text(&output.stdout);
+    assert!(!output.status.success());
+    assert_eq!(doctor_row(&report, "audit chain").0, "FAIL", "{report}");
+}
+
+#[test]
+fn audit_tail_filters_by_user_and_event() {
+    let home = Home::new();
+    let mut server = Server::start(Setup::demo().dirs(&home.data(), &home.config()));
+    server.login("demo", "demo123!");
+    server.call_err(
+        "create-session",
+        json!({"username": "admin", "password": "not the admin password"}),
+        "INVALID_CREDENTIALS",
+    );
+    server.close();
+
+    let all = home.run(&["audit", "tail", "-n", "100"], "");
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    let all = text(&all.stdout);
+    assert!(
+        all.lines()
+            .any(|l| l.contains("login.success") && l.contains("demo")),
+        "{all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.contains("login.failure") && l.contains("admin")),
+        "{all}"
+    );
+
+    let admin_logins = home.run(
+        &["audit", "tail", "--user", "admin", "--event", "login"],
+        "",
+    );
+    let admin_logins = text(&admin_logins.stdout);
+    let lines: Vec<&str> = admin_logins.lines().collect();
+    assert!(!lines.is_empty(), "no admin login events:\n{all}");
+    for line in &lines {
+        assert!(line.contains(" login.") && line.contains("admin"), "{line}");
+        assert!(!line.contains("demo"), "{line}");
+    }
+
+    let demo = home.run(
+        &[
+            "audit",
+            "tail",
+            "--user",
+            "demo",
+            "--event",
+            "session.create",
+        ],
+        "",
+    );
+    let demo = text(&demo.stdout);
+    assert_eq!(demo.lines().count(), 1, "{demo}");
+    let row = demo.lines().next().unwrap_or_default();
+    assert!(
+        row.contains("session.create") && row.contains("create-session"),
+        "{row}"
+    );
+
+    let last = home.run(&["audit", "tail", "-n", "1"], "");
+    let last = text(&last.stdout);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(
+        all.trim_end().ends_with(last.trim_end()),
+        "-n 1 is the last line"
+    );
+}
+
+#[test]
+fn audit_tail_follow_prints_new_events() {
+    let home = Home::new();
+    home.serve_once();
+    let mut child = home
+        .command(&[
+            "audit",
+            "tail",
+            "--follow",
+            "-n",
+            "0",
+            "--event",
+            "server.start",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tail");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(700)).is_err(),
+        "-n 0 printed old events"
+    );
+    home.serve_once();
+    let line = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("no new event followed");
+    assert!(line.contains("server.start"), "{line}");
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let home = Home::new();
+    for command in [
+        vec![],
+        vec!["serve"],
+        vec!["install"],
+        vec!["doctor"],
+        vec!["audit"],
+        vec!["audit", "tail"],
+        vec!["audit", "verify"],
+        vec!["user"],
+        vec!["user", "add"],
+        vec!["user", "list"],
+        vec!["user", "passwd"],
+        vec!["key", "rotate"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let output = home.run(&args, "");
+        let help = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            help.contains("Example"),
+            "{command:?} --help has no example:\n{help}"
+        );
+    }
+}
