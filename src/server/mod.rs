@@ -72,8 +72,10 @@ impl McpSessions {
     }
 }
 
-/// Keeps tools/list small (hosts put it in the model's context): the `$schema` URL goes (draft
-/// 2020-12 is MCP's default), and output schemas keep their structure but not their prose.
+/// Keeps tools/list small (hosts put it in the model's context) and standard: the `$schema` URL
+/// goes (draft 2020-12 is MCP's default), output schemas keep their structure but not their prose,
+/// and schemars' Rust integer formats (`uint16`, `uint64`, …), which JSON Schema does not define
+/// and strict clients flag, give way to the `minimum`/`maximum` that already bound the value.
 fn compact(tool: &mut Tool) {
     fn strip(value: &mut Value, keys: &[&str]) {
         match value {
@@ -81,6 +83,11 @@ fn compact(tool: &mut Tool) {
                 for key in keys {
                     // `properties` maps names to schemas: a property may itself be named like a key.
                     map.remove(*key);
+                }
+                if map.get("format").and_then(Value::as_str).is_some_and(|f| {
+                    f.starts_with("uint") || f.starts_with("int") || f == "double" || f == "float"
+                }) {
+                    map.remove("format");
                 }
                 for (name, child) in map.iter_mut() {
                     if name == "properties" {
