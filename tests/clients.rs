@@ -2,9 +2,8 @@
 //! browser when Chromium is installed) against the built binary. Skipped, loudly, when python3 or
 //! its `mcp` package is missing (`.ci/run` installs it).
 
-#[allow(dead_code, unused_macros)]
+#[allow(unused_macros)]
 mod browser_support;
-#[allow(dead_code)]
 mod common;
 
 use std::process::Command;
