@@ -89,7 +89,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn s17_sealed_tokens_round_trip_and_refuse_tampering_and_other_sessions() -> Result<(), SealError> {
+    fn s17_sealed_tokens_round_trip_and_refuse_tampering_and_other_sessions()
+    -> Result<(), SealError> {
         let key = SealKey::generate()?;
         let sealed = key.seal(b"token", b"session-a")?;
         assert_eq!(key.open(&sealed, b"session-a")?.as_slice(), b"token");
