@@ -357,6 +357,22 @@ impl SessionStore {
         }
     }
 
+    /// Ends `id` when it can no longer be used; the error to answer when it is not live.
+    fn check_live(&self, inner: &mut Inner, id: SessionId, now: u64) -> Result<(), SessionError> {
+        let Some(session) = inner.sessions.get(&id) else {
+            return Err(self.missing(inner, &id, now));
+        };
+        if let Some(reason) = self.dead_reason(session, now) {
+            self.end(inner, id, reason, now);
+            return Err(if reason == EndReason::Revoked {
+                SessionError::NotFound
+            } else {
+                SessionError::Expired
+            });
+        }
+        Ok(())
+    }
+
     /// Uses a session: checks that it is live (ending it if not), records the access and renews
     /// its access token when that is close to expiry. With `owner`, the session must belong to it.
     pub fn touch(
@@ -367,19 +383,12 @@ impl SessionStore {
     ) -> Result<SessionInfo, SessionError> {
         self.shared.users.refresh();
         let mut inner = self.lock();
+        self.check_live(&mut inner, id, now)?;
         let Some(session) = inner.sessions.get(&id) else {
-            return Err(self.missing(&inner, &id, now));
+            return Err(SessionError::NotFound);
         };
         if owner.is_some_and(|owner| owner != session.user.id) {
             return Err(SessionError::NotFound);
-        }
-        if let Some(reason) = self.dead_reason(session, now) {
-            self.end(&mut inner, id, reason, now);
-            return Err(if reason == EndReason::Revoked {
-                SessionError::NotFound
-            } else {
-                SessionError::Expired
-            });
         }
         let user = self.shared.users.by_id(&session.user.id);
         let renew = session.access_expires_ms.saturating_sub(now)
@@ -431,17 +440,8 @@ impl SessionStore {
     pub fn peek(&self, id: SessionId, now: u64) -> Result<SessionInfo, SessionError> {
         self.shared.users.refresh();
         let mut inner = self.lock();
-        let Some(session) = inner.sessions.get(&id) else {
-            return Err(self.missing(&inner, &id, now));
-        };
-        if let Some(reason) = self.dead_reason(session, now) {
-            self.end(&mut inner, id, reason, now);
-            return Err(if reason == EndReason::Revoked {
-                SessionError::NotFound
-            } else {
-                SessionError::Expired
-            });
-        }
+        self.check_live(&mut inner, id, now)?;
+        let session = inner.sessions.get(&id).ok_or(SessionError::NotFound)?;
         Ok(self.info(id, session))
     }
 

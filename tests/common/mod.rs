@@ -192,6 +192,25 @@ impl Server {
         stdin.flush().expect("flush");
     }
 
+    /// Hands stdin to `write`, run on another thread, so that the test can read responses while a
+    /// large volume is still being written; [`join_writer`](Self::join_writer) gives stdin back.
+    pub fn write_in_background(
+        &mut self,
+        write: impl FnOnce(&mut ChildStdin) + Send + 'static,
+    ) -> std::thread::JoinHandle<ChildStdin> {
+        let mut stdin = self.stdin.take().expect("stdin open");
+        std::thread::spawn(move || {
+            write(&mut stdin);
+            stdin.flush().expect("flush");
+            stdin
+        })
+    }
+
+    /// Waits for a [`write_in_background`](Self::write_in_background) writer and takes stdin back.
+    pub fn join_writer(&mut self, writer: std::thread::JoinHandle<ChildStdin>) {
+        self.stdin = Some(writer.join().expect("the background writer panicked"));
+    }
+
     pub fn notify(&mut self, method: &str, params: Option<Value>) {
         let mut message = json!({"jsonrpc": "2.0", "method": method});
         if let Some(params) = params {
