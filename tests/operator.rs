@@ -75,7 +75,10 @@ impl Home {
             .spawn()
             .expect("spawn mcp-sessions");
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(stdin.as_bytes()).expect("write stdin");
+        // A command that refuses early exits before reading stdin: a broken pipe is fine.
+        if let Err(e) = input.write_all(stdin.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
         drop(input);
         child.wait_with_output().expect("wait")
     }

@@ -440,6 +440,11 @@ pub fn user_command(
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
+        // A command that refuses early exits before reading stdin: a broken pipe is fine.
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Ok(()),
+            _ => Err(e),
+        })
         .expect("write stdin");
     child.wait_with_output().expect("user command output")
 }
