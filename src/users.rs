@@ -228,6 +228,9 @@ struct Snapshot {
 struct Shared {
     path: PathBuf,
     demo: bool,
+    /// Password verifications allowed at once: one fewer than the cores (at least one), so a
+    /// core stays free for the tools.
+    verifiers: tokio::sync::Semaphore,
     snapshot: RwLock<Arc<Snapshot>>,
 }
 
@@ -244,6 +247,11 @@ impl UserStore {
             shared: Arc::new(Shared {
                 path,
                 demo,
+                verifiers: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism()
+                        .map_or(1, |n| n.get().saturating_sub(1))
+                        .max(1),
+                ),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
             }),
         };
@@ -322,6 +330,11 @@ impl UserStore {
         let hash = match &user {
             Some(user) => user.password_hash.clone(),
             None => DUMMY_HASH.to_owned(),
+        };
+        // argon2 takes 19 MiB and a core for ~20 ms: at most `verifiers` run at once, so a burst
+        // of logins neither starves the runtime of CPU nor grows memory with the burst.
+        let Ok(_permit) = self.shared.verifiers.acquire().await else {
+            return None;
         };
         let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await

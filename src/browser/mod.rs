@@ -609,13 +609,15 @@ impl BrowserManager {
             .filter(|c| c.owner.session == session)
             .cloned()
             .collect();
-        let task = tokio::task::spawn_blocking(move || {
-            entries
-                .iter()
-                .map(|c| c.info(with_urls))
-                .collect::<Vec<_>>()
-        });
-        let mut list = task.await.unwrap_or_default();
+        // Only the URLs need the browser (a blocking call); without them nothing leaves this thread.
+        let mut list = if with_urls && !entries.is_empty() {
+            let task = tokio::task::spawn_blocking(move || {
+                entries.iter().map(|c| c.info(true)).collect::<Vec<_>>()
+            });
+            task.await.unwrap_or_default()
+        } else {
+            entries.iter().map(|c| c.info(false)).collect()
+        };
         list.sort_by_key(|c| c.created_ms);
         list
     }
