@@ -1,0 +1,1675 @@
+//! `cargo run --release --example bench`: the performance figures of the server, measured from
+//! outside over stdio (newline-delimited JSON-RPC on pipes, as a host speaks it), printed next
+//! to their targets.
+//!
+//! A benchmark, not a test: it fails only when the server misbehaves, never because a figure
+//! misses its target. The client here is a bare line client (no MCP SDK) so that the figures are
+//! the server's, not a client library's. Each section starts its own server with throw-away
+//! directories.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use serde_json::{Value, json};
+
+use common::Scratch;
+
+const PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// How much each measurement does; sized to keep the whole bench well under 3 minutes on 2 cores.
+struct Sizes {
+    cold_starts: usize,
+    sequential_calls: usize,
+    pipelined_calls: usize,
+    real_logins: usize,
+    burst_logins: usize,
+    probe_interval: Duration,
+    bench_users: usize,
+    sessions_small: usize,
+    sessions_large: usize,
+    list_calls: usize,
+    browser_launches: usize,
+    browser_new_contexts: usize,
+    browser_navigations: usize,
+    browser_screenshots: usize,
+}
+
+const SIZES: Sizes = Sizes {
+    cold_starts: 20,
+    sequential_calls: 2_000,
+    pipelined_calls: 20_000,
+    real_logins: 20,
+    burst_logins: 100,
+    probe_interval: Duration::from_millis(2),
+    bench_users: 1_000,
+    sessions_small: 10_000,
+    sessions_large: 100_000,
+    list_calls: 500,
+    browser_launches: 5,
+    browser_new_contexts: 20,
+    browser_navigations: 30,
+    browser_screenshots: 30,
+};
+
+/// Contexts open (each showing the bench's page) when the browser's memory is measured; the
+/// server runs with `browser.max_contexts_per_session` raised to allow the largest.
+const BROWSER_CONTEXT_COUNTS: [usize; 3] = [1, 10, 50];
+
+/// At most this many create-session calls in flight while filling the store, so that the memory
+/// figures measure sessions rather than queued requests.
+const FILL_WINDOW: usize = 128;
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nbench FAILED: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let binary = common::server_binary()?;
+    let started = Instant::now();
+    println!("mcp-sessions bench: figures measured over stdio pipes from a bare JSON-RPC client");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("server: {}  machine: {cpus} CPUs", binary.display());
+    if let Some(load) = load_average() {
+        let note = if load > 0.5 * cpus as f64 {
+            ": other processes compete for the CPUs, so the figures are pessimistic"
+        } else {
+            ""
+        };
+        println!("load average (1 min) before the bench: {load:.2}{note}");
+    }
+
+    let mut report = Report::default();
+    start_up(&binary, &mut report)?;
+    calls_and_logins(&binary, &mut report)?;
+    many_sessions(&binary, &mut report)?;
+    browser(&binary, &mut report)?;
+
+    report.summary();
+    println!(
+        "\nbench finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+/// Cold start and idle memory of a server with the demo users.
+fn start_up(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    report.section("Start-up (server with the demo users, nothing else configured)");
+    let scratch = Scratch::new("bench-start")?;
+    // The first start creates the signing key and the audit log; a host starts the server
+    // many more times than that, so the first start is a warm-up and not counted.
+    let mut times = Vec::with_capacity(SIZES.cold_starts);
+    for run in 0..=SIZES.cold_starts {
+        let spawned = Instant::now();
+        let mut server = Server::spawn(binary, &scratch, &["--demo"])?;
+        server.initialize()?;
+        let elapsed = spawned.elapsed();
+        if run > 0 {
+            times.push(elapsed);
+        }
+        server.close()?;
+    }
+    let stats = Stats::of(times);
+    report.row(
+        "cold start: spawn → initialize response",
+        format!(
+            "median {}  p90 {}  ({} runs)",
+            ms(stats.median()),
+            ms(stats.percentile(90.0)),
+            stats.len()
+        ),
+        Some(Target::at_most_ms(stats.median(), 5.0)),
+    );
+
+    let mut server = Server::spawn(binary, &scratch, &["--demo"])?;
+    server.initialize()?;
+    std::thread::sleep(Duration::from_millis(200));
+    let rss = server.memory()?.rss;
+    report.row(
+        "idle RSS after initialize",
+        megabytes(rss),
+        Some(Target::at_most(rss as f64, 15e6, "15 MB")),
+    );
+    server.close()?;
+    Ok(())
+}
+
+/// get-session latency and throughput, create-session with real argon2 parameters, and the
+/// latency of cheap calls while a burst of logins hashes passwords.
+fn calls_and_logins(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let scratch = Scratch::new("bench-calls")?;
+    let args = [
+        "--demo",
+        "--set",
+        "max_sessions_per_user=1000",
+        "--set",
+        "login_rate_per_minute=1000000",
+    ];
+    let mut server = Server::spawn(binary, &scratch, &args)?;
+    server.initialize()?;
+    let login = server.tool(
+        "create-session",
+        json!({"username": "demo", "password": "demo123!"}),
+    )?;
+    let session_id = login["sessionId"]
+        .as_str()
+        .context("create-session returned no sessionId")?
+        .to_owned();
+    let get_session = json!({"sessionId": session_id});
+
+    report.section("get-session (one session; the session id is the credential)");
+    let mut times = Vec::with_capacity(SIZES.sequential_calls);
+    for _ in 0..SIZES.sequential_calls {
+        let sent = Instant::now();
+        server.tool("get-session", get_session.clone())?;
+        times.push(sent.elapsed());
+    }
+    let stats = Stats::of(times);
+    report.row(
+        "sequential round trip",
+        format!(
+            "p50 {}  p99 {}  ({} calls)",
+            ms(stats.median()),
+            ms(stats.percentile(99.0)),
+            stats.len()
+        ),
+        None,
+    );
+
+    let requests: Vec<Vec<u8>> = (0..SIZES.pipelined_calls)
+        .map(|_| server.tool_request("get-session", &get_session))
+        .collect();
+    let before = server.memory()?;
+    let batch = server.pipeline(&requests, usize::MAX)?;
+    batch.expect_no_errors("get-session")?;
+    let rate = SIZES.pipelined_calls as f64 / batch.elapsed.as_secs_f64();
+    report.row(
+        "pipelined throughput",
+        format!(
+            "{} calls/s  ({} calls in {})",
+            thousands(rate),
+            SIZES.pipelined_calls,
+            ms(batch.elapsed)
+        ),
+        Some(Target::at_least(rate, 30_000.0, "30k calls/s")),
+    );
+    let after = server.memory()?;
+    report.row(
+        "RSS before → after the pipelined calls",
+        format!(
+            "{} → {}  ({} → {} threads)",
+            megabytes(before.rss),
+            megabytes(after.rss),
+            before.threads,
+            after.threads
+        ),
+        None,
+    );
+
+    report.section("create-session with the real argon2id parameters (m=19456 KiB, t=2, p=1)");
+    let before = server.memory()?;
+    let mut times = Vec::with_capacity(SIZES.real_logins);
+    for _ in 0..SIZES.real_logins {
+        let sent = Instant::now();
+        server.tool(
+            "create-session",
+            json!({"username": "demo", "password": "demo123!"}),
+        )?;
+        times.push(sent.elapsed());
+    }
+    let stats = Stats::of(times);
+    report.row(
+        "create-session latency",
+        format!(
+            "median {}  p90 {}  ({} sequential logins)",
+            ms(stats.median()),
+            ms(stats.percentile(90.0)),
+            stats.len()
+        ),
+        None,
+    );
+    let after = server.memory()?;
+    report.row(
+        "RSS before → after these logins",
+        format!("{} → {}", megabytes(before.rss), megabytes(after.rss)),
+        None,
+    );
+
+    report.section(&format!(
+        "Burst: {} logins at once, get-session probes every {} ms on the same connection",
+        SIZES.burst_logins,
+        SIZES.probe_interval.as_millis()
+    ));
+    let before = server.memory()?;
+    let burst = server.login_burst(&get_session)?;
+    let stats = Stats::of(burst.probe_latencies);
+    report.row(
+        "get-session during the burst",
+        format!(
+            "p50 {}  p99 {}  max {}  ({} probes)",
+            ms(stats.median()),
+            ms(stats.percentile(99.0)),
+            ms(stats.max()),
+            stats.len()
+        ),
+        Some(Target::at_most_ms(stats.percentile(99.0), 10.0)),
+    );
+    report.row(
+        "the burst itself",
+        format!(
+            "{} logins answered in {}  ({:.0} logins/s)",
+            SIZES.burst_logins,
+            ms(burst.duration),
+            SIZES.burst_logins as f64 / burst.duration.as_secs_f64()
+        ),
+        None,
+    );
+    let during = server.memory()?;
+    report.row(
+        "RSS before → peak (VmHWM)",
+        format!(
+            "{} → {}  ({} threads)",
+            megabytes(before.rss),
+            megabytes(during.peak),
+            during.threads
+        ),
+        None,
+    );
+    // tokio lets idle blocking threads go after 10 s; whatever RSS remains then stays.
+    let settled = Instant::now();
+    let mut after = server.memory()?;
+    while after.threads > before.threads && settled.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(500));
+        after = server.memory()?;
+    }
+    report.row(
+        "RSS once the blocking threads are gone",
+        format!(
+            "{}  ({} threads, {:.0} s after the burst)",
+            megabytes(after.rss),
+            after.threads,
+            settled.elapsed().as_secs_f64()
+        ),
+        None,
+    );
+    server.close()?;
+    Ok(())
+}
+
+/// Memory per idle session and list-sessions among many sessions, with users whose hashes are
+/// deliberately cheap so that 100k logins take seconds.
+fn many_sessions(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    report.section(&format!(
+        "Many sessions, logged in as {} users whose argon2id hashes are CHEAP on purpose\n\
+         (m=8 KiB, t=1, p=1, so that 100k logins take seconds; create-session latency with the\n\
+         real parameters is measured above)",
+        SIZES.bench_users
+    ));
+    let scratch = Scratch::new("bench-sessions")?;
+    let users = BenchUsers::write(&scratch, SIZES.bench_users)?;
+    let per_user = SIZES.sessions_large.div_ceil(SIZES.bench_users);
+    let args = [
+        "--set".to_owned(),
+        format!("max_sessions_per_user={}", per_user.max(5)),
+        "--set".to_owned(),
+        "login_rate_per_minute=1000000000".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::spawn(binary, &scratch, &args)?;
+    server.initialize()?;
+    std::thread::sleep(Duration::from_millis(200));
+    let before = server.memory()?.rss;
+
+    // The user whose sessions list-sessions reads: 5 sessions among all the others.
+    let mut lister_session = String::new();
+    for _ in 0..5 {
+        let login = server.tool(
+            "create-session",
+            json!({"username": BenchUsers::LISTER, "password": BenchUsers::PASSWORD}),
+        )?;
+        lister_session = login["sessionId"]
+            .as_str()
+            .context("create-session returned no sessionId")?
+            .to_owned();
+    }
+
+    let filled = server.fill_sessions(&users, 0, SIZES.sessions_small)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let small_memory = server.memory()?;
+    let small = small_memory.rss;
+    let per_session = small.saturating_sub(before) as f64 / SIZES.sessions_small as f64;
+    report.row("RSS before any session", megabytes(before), None);
+    report.row(
+        &format!(
+            "RSS with {} live sessions",
+            thousands(SIZES.sessions_small as f64)
+        ),
+        format!("{}  ({} threads)", megabytes(small), small_memory.threads),
+        None,
+    );
+    report.row(
+        "bytes per idle session",
+        format!(
+            "{per_session:.0} B  ((RSS_{} − RSS_0) / {})",
+            short_count(SIZES.sessions_small),
+            SIZES.sessions_small
+        ),
+        Some(Target::at_most(per_session, 2048.0, "2 KiB")),
+    );
+    report.row(
+        "create-session throughput (cheap hashes)",
+        format!(
+            "{} logins/s  (window of {FILL_WINDOW} in flight)",
+            thousands(SIZES.sessions_small as f64 / filled.as_secs_f64())
+        ),
+        None,
+    );
+
+    server.fill_sessions(&users, SIZES.sessions_small, SIZES.sessions_large)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let large = server.memory()?.rss;
+    report.row(
+        &format!(
+            "RSS with {} live sessions",
+            thousands(SIZES.sessions_large as f64)
+        ),
+        format!(
+            "{}  ({:.0} B per session)",
+            megabytes(large),
+            large.saturating_sub(before) as f64 / SIZES.sessions_large as f64
+        ),
+        None,
+    );
+    // The first sessions also pay for buffers and threads that later ones reuse.
+    report.row(
+        &format!(
+            "marginal bytes per session ({} → {})",
+            short_count(SIZES.sessions_small),
+            short_count(SIZES.sessions_large)
+        ),
+        format!(
+            "{:.0} B",
+            large.saturating_sub(small) as f64
+                / (SIZES.sessions_large - SIZES.sessions_small) as f64
+        ),
+        None,
+    );
+
+    let list = json!({"sessionId": lister_session});
+    let mut times = Vec::with_capacity(SIZES.list_calls);
+    for _ in 0..SIZES.list_calls {
+        let sent = Instant::now();
+        let reply = server.tool("list-sessions", list.clone())?;
+        times.push(sent.elapsed());
+        ensure!(
+            reply["count"] == 5,
+            "list-sessions saw {} sessions of the lister, not 5",
+            reply["count"]
+        );
+    }
+    let stats = Stats::of(times);
+    report.row(
+        &format!(
+            "list-sessions: 5 of {} sessions",
+            short_count(SIZES.sessions_large)
+        ),
+        format!(
+            "p50 {}  p99 {}  ({} calls)",
+            ms(stats.median()),
+            ms(stats.percentile(99.0)),
+            stats.len()
+        ),
+        None,
+    );
+    let get = json!({"sessionId": lister_session});
+    let mut times = Vec::with_capacity(SIZES.list_calls);
+    for _ in 0..SIZES.list_calls {
+        let sent = Instant::now();
+        server.tool("get-session", get.clone())?;
+        times.push(sent.elapsed());
+    }
+    let stats = Stats::of(times);
+    report.row(
+        &format!(
+            "get-session among {} sessions",
+            short_count(SIZES.sessions_large)
+        ),
+        format!(
+            "p50 {}  p99 {}  ({} calls)",
+            ms(stats.median()),
+            ms(stats.percentile(99.0)),
+            stats.len()
+        ),
+        None,
+    );
+    server.close()?;
+    Ok(())
+}
+
+/// Headless Chromium driven through the browser tools: launch, new contexts on a warm browser,
+/// navigation to a page the bench serves itself, screenshots, and the memory of the browser's
+/// process tree as contexts are added. Skipped, saying why, when no Chromium is found.
+fn browser(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    const TITLE: &str = "Browser (headless Chromium)";
+    // The server's own lookup: CHROME_PATH, else the usual install locations (the bench sets no
+    // `browser.chrome_path`).
+    let Some(chromium) = mcp_sessions::browser::find_executable(None) else {
+        let why = match std::env::var_os("CHROME_PATH").filter(|v| !v.is_empty()) {
+            Some(path) => format!(
+                "CHROME_PATH is {}, which is not a file",
+                Path::new(&path).display()
+            ),
+            None => mcp_sessions::browser::INSTALL_ADVICE.to_owned(),
+        };
+        println!("\n{TITLE}\n  skipped: {why}");
+        return Ok(());
+    };
+    let started = Instant::now();
+    let page = PageServer::start()?;
+    report.section(&format!(
+        "{TITLE}: {} ({})\n\
+         the page loaded is served by the bench itself on {} ({:.1} KB of HTML and CSS, no images)",
+        chromium.display(),
+        chromium_version(&chromium),
+        page.address,
+        PageServer::HTML.len() as f64 / 1e3
+    ));
+    // Every server of the section keeps its data directory until the process check at the end.
+    let mut scratches = Vec::new();
+    browser_figures(binary, &page, report, &mut scratches)?;
+    let left = browser_processes_left(&scratches);
+    report.row(
+        "Chromium processes left once servers exit",
+        match left.len() {
+            0 => "none  (checked in /proc)".to_owned(),
+            n => format!("{n}: {}", describe_processes(&left)),
+        },
+        None,
+    );
+    println!(
+        "  (browser section took {:.0} s; the bench's page server answered {} requests)",
+        started.elapsed().as_secs_f64(),
+        page.requests()
+    );
+    ensure!(
+        left.is_empty(),
+        "the servers exited but left {} Chromium processes running: {}",
+        left.len(),
+        describe_processes(&left)
+    );
+    Ok(())
+}
+
+/// The measurements of the browser section; each server it starts has its directories in
+/// `scratches`.
+fn browser_figures(
+    binary: &Path,
+    page: &PageServer,
+    report: &mut Report,
+    scratches: &mut Vec<Scratch>,
+) -> anyhow::Result<()> {
+    // Cold: a fresh server each time, so the user has no browser yet.
+    let scratch = Scratch::new("bench-browser-cold")?;
+    let mut times = Vec::with_capacity(SIZES.browser_launches);
+    for _ in 0..SIZES.browser_launches {
+        let mut server = Server::spawn(binary, &scratch, &["--demo"])?;
+        server.initialize()?;
+        let session = server.login("demo", "demo123!")?;
+        let sent = Instant::now();
+        let context = server.create_context(&session, "cold")?;
+        times.push(sent.elapsed());
+        server.close_context(&session, &context)?;
+        server.close()?;
+    }
+    scratches.push(scratch);
+    let stats = Stats::of(times);
+    report.row(
+        "browser launch: a user's first context (cold)",
+        format!(
+            "median {}  ({:.1}–{:.1} ms, {} fresh servers)",
+            ms(stats.median()),
+            stats.percentile(0.0).as_secs_f64() * 1000.0,
+            stats.max().as_secs_f64() * 1000.0,
+            stats.len()
+        ),
+        None,
+    );
+
+    // Warm: one server, one browser, one context kept open for the page operations.
+    let scratch = Scratch::new("bench-browser-warm")?;
+    let mut server = Server::spawn(binary, &scratch, &["--demo"])?;
+    scratches.push(scratch);
+    server.initialize()?;
+    let session = server.login("demo", "demo123!")?;
+    let context = server.create_context(&session, "warm")?;
+    let first = server.navigate(&session, &context, &page.url(0))?;
+    ensure!(
+        first.title == PageServer::TITLE && first.status == Some(200),
+        "the bench's page loaded as {first:?}"
+    );
+
+    let mut opened = Vec::with_capacity(SIZES.browser_new_contexts);
+    let mut closed = Vec::with_capacity(SIZES.browser_new_contexts);
+    for n in 0..SIZES.browser_new_contexts {
+        let sent = Instant::now();
+        let extra = server.create_context(&session, &format!("extra-{n}"))?;
+        opened.push(sent.elapsed());
+        let sent = Instant::now();
+        server.close_context(&session, &extra)?;
+        closed.push(sent.elapsed());
+    }
+    let stats = Stats::of(opened);
+    report.row(
+        "new context + tab, warm (each closed after)",
+        median_p90(&stats, "contexts"),
+        Some(Target::at_most_ms(stats.median(), 300.0)),
+    );
+    report.row(
+        "close-browser-context",
+        median_p90(&Stats::of(closed), "closes"),
+        None,
+    );
+
+    let mut times = Vec::with_capacity(SIZES.browser_navigations);
+    for n in 1..=SIZES.browser_navigations {
+        let url = page.url(n);
+        let sent = Instant::now();
+        let navigated = server.navigate(&session, &context, &url)?;
+        times.push(sent.elapsed());
+        ensure!(
+            navigated.url == url && navigated.status == Some(200),
+            "navigating to {url} ended as {navigated:?}"
+        );
+    }
+    let stats = Stats::of(times);
+    report.row(
+        "navigate to the local page, warm",
+        median_p90(&stats, "navigations"),
+        Some(Target::at_most_ms(stats.median(), 150.0)),
+    );
+
+    for format in ["png", "jpeg"] {
+        let mut times = Vec::with_capacity(SIZES.browser_screenshots);
+        let mut bytes = 0;
+        for _ in 0..SIZES.browser_screenshots {
+            let sent = Instant::now();
+            let shot = server.screenshot(&session, &context, format)?;
+            times.push(sent.elapsed());
+            ensure!(
+                (shot.width, shot.height) == (1280, 720) && shot.format == format,
+                "asked for a 1280×720 {format} screenshot, got {shot:?}"
+            );
+            bytes += shot.bytes;
+        }
+        let stats = Stats::of(times);
+        let label = format!("screenshot 1280×720 {}", format.to_uppercase());
+        let size = bytes as f64 / SIZES.browser_screenshots as f64 / 1e3;
+        let result = median_p90(&stats, &format!("shots, ~{size:.0} KB"));
+        let target = (format == "png").then(|| Target::at_most_ms(stats.median(), 100.0));
+        report.row(&label, result, target);
+    }
+    server.close_context(&session, &context)?;
+    server.close()?;
+
+    // Memory: a fresh server whose session may hold the largest count of contexts.
+    let largest = BROWSER_CONTEXT_COUNTS[BROWSER_CONTEXT_COUNTS.len() - 1];
+    let scratch = Scratch::new("bench-browser-memory")?;
+    let limit = format!("browser.max_contexts_per_session={}", largest + 10);
+    let mut server = Server::spawn(binary, &scratch, &["--demo", "--set", &limit])?;
+    let profiles = scratch.data_dir.join("browser-profiles");
+    scratches.push(scratch);
+    server.initialize()?;
+    let session = server.login("demo", "demo123!")?;
+    let mut contexts = Vec::with_capacity(largest);
+    let mut pss = Vec::with_capacity(BROWSER_CONTEXT_COUNTS.len());
+    for count in BROWSER_CONTEXT_COUNTS {
+        while contexts.len() < count {
+            let context = server.create_context(&session, &format!("mem-{}", contexts.len()))?;
+            server.navigate(&session, &context, &page.url(contexts.len()))?;
+            contexts.push(context);
+        }
+        let tree = settled_pss(&profiles)?;
+        report.row(
+            &format!(
+                "Chromium PSS, {count} context{} open",
+                if count == 1 { "" } else { "s" }
+            ),
+            format!("{}  ({} processes)", megabytes(tree.pss), tree.processes),
+            None,
+        );
+        pss.push(tree.pss);
+    }
+    let (first, last) = (BROWSER_CONTEXT_COUNTS[0], largest);
+    let per_context = pss[pss.len() - 1].saturating_sub(pss[0]) as f64 / (last - first) as f64;
+    report.row(
+        "Chromium PSS per added context",
+        format!(
+            "{}  ((PSS_{last} − PSS_{first}) / {})",
+            megabytes(per_context as u64),
+            last - first
+        ),
+        Some(Target::at_most(per_context, 30e6, "30 MB")),
+    );
+    for context in &contexts {
+        server.close_context(&session, context)?;
+    }
+    let tree = settled_pss(&profiles)?;
+    report.row(
+        &format!("Chromium PSS once the {largest} are closed"),
+        format!("{}  ({} processes)", megabytes(tree.pss), tree.processes),
+        None,
+    );
+    server.close()?;
+
+    println!("  for reference, today's browser MCP servers (the figures the issue quotes):");
+    for (measure, figure) in [
+        ("new isolated context", "463 ms"),
+        ("warm navigate", "124–251 ms"),
+        ("warm 1280×720 screenshot", "62–119 ms"),
+    ] {
+        report.row(&format!("  {measure}"), figure.to_owned(), None);
+    }
+    Ok(())
+}
+
+fn median_p90(stats: &Stats, what: &str) -> String {
+    format!(
+        "median {}  p90 {}  ({} {what})",
+        ms(stats.median()),
+        ms(stats.percentile(90.0)),
+        stats.len()
+    )
+}
+
+/// `chromium --version`, or a note that it did not say.
+fn chromium_version(chromium: &Path) -> String {
+    std::process::Command::new(chromium)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|version| !version.is_empty())
+        .unwrap_or_else(|| "version unknown".to_owned())
+}
+
+/// Where a navigation ended.
+#[derive(Debug)]
+struct Navigated {
+    url: String,
+    title: String,
+    status: Option<u64>,
+}
+
+/// What browser-screenshot says of its image.
+#[derive(Debug)]
+struct Shot {
+    width: u64,
+    height: u64,
+    format: String,
+    bytes: usize,
+}
+
+impl Server {
+    /// Logs in and returns the session id.
+    fn login(&mut self, username: &str, password: &str) -> anyhow::Result<String> {
+        let login = self.tool(
+            "create-session",
+            json!({"username": username, "password": password}),
+        )?;
+        login["sessionId"]
+            .as_str()
+            .map(str::to_owned)
+            .context("create-session returned no sessionId")
+    }
+
+    /// Opens a headless context with a 1280×720 viewport; returns its id.
+    fn create_context(&mut self, session: &str, name: &str) -> anyhow::Result<String> {
+        let created = self.tool(
+            "create-browser-context",
+            json!({
+                "sessionId": session,
+                "name": name,
+                "options": {"viewport": {"width": 1280, "height": 720}},
+            }),
+        )?;
+        created["contextId"]
+            .as_str()
+            .map(str::to_owned)
+            .context("create-browser-context returned no contextId")
+    }
+
+    fn close_context(&mut self, session: &str, context: &str) -> anyhow::Result<()> {
+        let closed = self.tool(
+            "close-browser-context",
+            json!({"sessionId": session, "contextId": context}),
+        )?;
+        ensure!(
+            closed["success"] == true,
+            "close-browser-context answered {closed}"
+        );
+        Ok(())
+    }
+
+    fn navigate(&mut self, session: &str, context: &str, url: &str) -> anyhow::Result<Navigated> {
+        let reply = self.tool(
+            "browser-navigate",
+            json!({"sessionId": session, "contextId": context, "url": url}),
+        )?;
+        Ok(Navigated {
+            url: reply["url"].as_str().unwrap_or_default().to_owned(),
+            title: reply["title"].as_str().unwrap_or_default().to_owned(),
+            status: reply["status"].as_u64(),
+        })
+    }
+
+    /// A viewport screenshot; its reply is an image block and a text block describing it (no
+    /// structured content).
+    fn screenshot(&mut self, session: &str, context: &str, format: &str) -> anyhow::Result<Shot> {
+        let tool = "browser-screenshot";
+        let result = self.call(
+            "tools/call",
+            &json!({"name": tool, "arguments": {
+                "sessionId": session, "contextId": context, "fullPage": false, "format": format,
+            }}),
+        )?;
+        tool_outcome(tool, &json!({"result": result}))?;
+        let image = &result["content"][0];
+        let data = image["data"].as_str().unwrap_or_default();
+        ensure!(
+            image["type"] == "image" && image["mimeType"] == format!("image/{format}"),
+            "{tool} returned no {format} image first: {}",
+            shorten(&image.to_string())
+        );
+        let meta: Value = serde_json::from_str(result["content"][1]["text"].as_str().unwrap_or(""))
+            .with_context(|| format!("{tool}: the second block does not describe the image"))?;
+        let bytes = meta["bytes"].as_u64().unwrap_or(0) as usize;
+        ensure!(
+            bytes > 0 && data.len() == bytes.div_ceil(3) * 4,
+            "{tool}: {} base64 characters for an image of {bytes} bytes",
+            data.len()
+        );
+        Ok(Shot {
+            width: meta["width"].as_u64().unwrap_or(0),
+            height: meta["height"].as_u64().unwrap_or(0),
+            format: meta["format"].as_str().unwrap_or_default().to_owned(),
+            bytes,
+        })
+    }
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page the browser loads, and the browser's processes
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 answering every GET with the same small page (a thread per
+/// connection, keep-alive as Chromium expects). Stops when dropped.
+struct PageServer {
+    address: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PageServer {
+    const TITLE: &str = "mcp-sessions bench page";
+    const HTML: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>mcp-sessions bench page</title>
+<link rel="icon" href="data:,">
+<style>
+  body { font: 16px/1.5 sans-serif; margin: 0; color: #222; background: #fafafa; }
+  header, footer { background: #2b4c6f; color: #fff; padding: 12px 24px; }
+  nav a { color: #fff; margin-right: 16px; }
+  main { display: grid; grid-template-columns: 2fr 1fr; gap: 24px; padding: 24px; }
+  aside { border-left: 4px solid #2b4c6f; padding-left: 16px; }
+  table { border-collapse: collapse; }
+  td, th { border: 1px solid #ccc; padding: 4px 8px; }
+</style>
+</head>
+<body>
+<header><h1>Bench page</h1><nav><a href="#a">Sessions</a><a href="#b">Contexts</a><a href="#c">Audit</a></nav></header>
+<main>
+  <article>
+    <h2 id="a">A page to measure the browser with</h2>
+    <p>This page is served by the benchmark itself from 127.0.0.1, so that navigation times
+       measure the browser and the server rather than the network. It has text, a layout and a
+       table, and no images, scripts or fonts to fetch.</p>
+    <p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt
+       ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation
+       ullamco laboris nisi ut aliquip ex ea commodo consequat.</p>
+    <table>
+      <tr><th>measure</th><th>target</th></tr>
+      <tr><td>new context</td><td>&le; 300 ms</td></tr>
+      <tr><td>navigate</td><td>&le; 150 ms</td></tr>
+      <tr><td>screenshot</td><td>&le; 100 ms</td></tr>
+    </table>
+  </article>
+  <aside id="b"><h3>Notes</h3><ul><li>Headless Chromium</li><li>One context per tab</li><li>No network</li></ul></aside>
+</main>
+<footer id="c">mcp-sessions bench</footer>
+</body>
+</html>
+"##;
+
+    fn start() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("cannot listen on 127.0.0.1 for the bench's page")?;
+        let address = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (stopping, counter) = (stop.clone(), requests.clone());
+        let acceptor = std::thread::Builder::new()
+            .name("bench-page-server".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        let counter = counter.clone();
+                        std::thread::spawn(move || Self::serve(stream, &counter));
+                    }
+                }
+            })?;
+        Ok(Self {
+            address,
+            stop,
+            requests,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// A distinct URL per `n`, so that every navigation loads a new document.
+    fn url(&self, n: usize) -> String {
+        format!("http://{}/page?n={n}", self.address)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Answers the requests of one connection until the client closes it or stays idle.
+    fn serve(stream: std::net::TcpStream, requests: &AtomicUsize) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+        let _ = stream.set_nodelay(true);
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut request_line = String::new();
+            match reader.read_line(&mut request_line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            // Headers up to the blank line; GET requests have no body.
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if header.trim_end().is_empty() => break,
+                    Ok(_) => {}
+                }
+            }
+            requests.fetch_add(1, Ordering::Relaxed);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = if path.starts_with("/page") {
+                ("200 OK", Self::HTML)
+            } else {
+                ("404 Not Found", "")
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n\
+                 Content-Length: {}\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\n",
+                body.len()
+            );
+            if writer.write_all(head.as_bytes()).is_err()
+                || writer.write_all(body.as_bytes()).is_err()
+                || writer.flush().is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the acceptor, which then sees the flag.
+        let _ = std::net::TcpStream::connect(self.address);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// The PSS of a browser's process tree.
+struct TreeMemory {
+    pss: u64,
+    processes: usize,
+}
+
+/// The processes of the browsers under `profiles` (a server's `browser-profiles` directory):
+/// those whose command line names it (Chromium and its helpers carry `--user-data-dir`), and
+/// their descendants.
+fn browser_tree(profiles: &Path) -> Vec<u32> {
+    let needle = profiles.to_string_lossy().into_owned();
+    let mut parents = HashMap::new();
+    let mut tree = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return tree;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            tree.push(pid);
+        }
+        // The parent is the second field after the command name, which may hold spaces.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            parents.insert(pid, parent);
+        }
+    }
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (pid, parent) in &parents {
+            if tree.contains(parent) && !tree.contains(pid) {
+                tree.push(*pid);
+                grew = true;
+            }
+        }
+    }
+    tree.sort_unstable();
+    tree
+}
+
+/// PSS summed over the browser tree under `profiles` (`Pss:` of /proc/<pid>/smaps_rollup).
+fn tree_pss(profiles: &Path) -> anyhow::Result<TreeMemory> {
+    let mut memory = TreeMemory {
+        pss: 0,
+        processes: 0,
+    };
+    for pid in browser_tree(profiles) {
+        // A helper may exit between the listing and the read.
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        let kilobytes = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("no Pss: in /proc/{pid}/smaps_rollup"))?;
+        memory.pss += kilobytes * 1024;
+        memory.processes += 1;
+    }
+    ensure!(
+        memory.processes > 0,
+        "no browser process names {} (the memory figures need Linux's /proc)",
+        profiles.display()
+    );
+    Ok(memory)
+}
+
+/// The tree's PSS once it has stopped moving: sampled every 200 ms until two samples agree
+/// within 1 % and the process count holds, for at most 3 s.
+fn settled_pss(profiles: &Path) -> anyhow::Result<TreeMemory> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = tree_pss(profiles)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = tree_pss(profiles)?;
+        let steady = now.processes == last.processes
+            && (now.pss as f64 - last.pss as f64).abs() <= 0.01 * last.pss as f64;
+        if steady || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// Browser processes of the section's servers still running after those servers exited; waits up
+/// to 3 s for killed helpers to go.
+fn browser_processes_left(scratches: &[Scratch]) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<u32> = scratches
+            .iter()
+            .flat_map(|s| browser_tree(&s.data_dir.join("browser-profiles")))
+            .filter(|pid| !is_zombie(*pid))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn describe_processes(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            format!("{pid} {}", String::from_utf8_lossy(program))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under measurement and a bare line client for it
+
+/// A running server and the client end of its stdio.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    next_id: u64,
+    stderr: std::path::PathBuf,
+}
+
+/// The replies of a pipelined batch and how long the batch took.
+struct Batch {
+    replies: Vec<String>,
+    elapsed: Duration,
+}
+
+impl Batch {
+    fn expect_no_errors(&self, tool: &str) -> anyhow::Result<()> {
+        for line in &self.replies {
+            let reply: Value = serde_json::from_str(line).context("a reply is not JSON")?;
+            tool_result(tool, &reply)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replies seen so far during a login burst.
+struct BurstTally {
+    first_probe_id: u64,
+    /// Probe id → when its reply arrived.
+    probes: HashMap<u64, Instant>,
+    logins: usize,
+    last_login: Instant,
+}
+
+struct Burst {
+    probe_latencies: Vec<Duration>,
+    duration: Duration,
+}
+
+struct Memory {
+    rss: u64,
+    peak: u64,
+    threads: u64,
+}
+
+impl Server {
+    fn spawn(binary: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
+        let mut command = common::server_command(binary, scratch, args);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(scratch.stderr_sink()?);
+        let mut child = command.spawn().context("cannot start the server")?;
+        let stdin = child.stdin.take().context("no stdin pipe")?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        Ok(Self {
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::with_capacity(256 * 1024, stdout),
+            next_id: 1,
+            stderr: scratch.stderr_file(),
+        })
+    }
+
+    fn stdin(&mut self) -> anyhow::Result<&mut ChildStdin> {
+        self.stdin.as_mut().context("stdin is closed")
+    }
+
+    fn request(&mut self, method: &str, params: &Value) -> Vec<u8> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    fn tool_request(&mut self, tool: &str, arguments: &Value) -> Vec<u8> {
+        self.request("tools/call", &json!({"name": tool, "arguments": arguments}))
+    }
+
+    fn read_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!(
+                "the server closed stdout; its stderr:\n{}",
+                common::stderr_tail(&self.stderr)
+            );
+        }
+        Ok(line)
+    }
+
+    /// Sends one request and waits for its reply's `result`.
+    fn call(&mut self, method: &str, params: &Value) -> anyhow::Result<Value> {
+        let line = self.request(method, params);
+        let stdin = self.stdin()?;
+        stdin.write_all(&line)?;
+        stdin.flush()?;
+        // Notifications the server sends meanwhile (it sends none unless asked) are skipped.
+        let reply = loop {
+            let message: Value = serde_json::from_str(&self.read_line()?)?;
+            if message.get("id").is_some() {
+                break message;
+            }
+        };
+        if let Some(error) = reply.get("error") {
+            bail!("{method} answered a JSON-RPC error: {error}");
+        }
+        reply
+            .get("result")
+            .cloned()
+            .with_context(|| format!("{method}: a reply without result: {reply}"))
+    }
+
+    /// Calls a tool and returns its `structuredContent`; a tool error is a bench failure.
+    fn tool(&mut self, tool: &str, arguments: Value) -> anyhow::Result<Value> {
+        let result = self.call("tools/call", &json!({"name": tool, "arguments": arguments}))?;
+        tool_result(tool, &json!({"result": result}))
+    }
+
+    fn initialize(&mut self) -> anyhow::Result<()> {
+        let result = self.call(
+            "initialize",
+            &json!({
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "mcp-sessions-bench", "version": env!("CARGO_PKG_VERSION")},
+            }),
+        )?;
+        ensure!(
+            result["serverInfo"]["name"] == "mcp-sessions",
+            "initialize answered {result}"
+        );
+        let stdin = self.stdin()?;
+        stdin.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Writes `requests` while reading their replies, with at most `window` unanswered.
+    fn pipeline(&mut self, requests: &[Vec<u8>], window: usize) -> anyhow::Result<Batch> {
+        let mut stdin = self.stdin.take().context("stdin is closed")?;
+        let (credit, credits) = mpsc::channel::<()>();
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<ChildStdin> {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, &mut stdin);
+                for (sent, line) in requests.iter().enumerate() {
+                    if sent >= window && credits.try_recv().is_err() {
+                        out.flush()?;
+                        if credits.recv().is_err() {
+                            break;
+                        }
+                    }
+                    out.write_all(line)?;
+                }
+                out.flush()?;
+                drop(out);
+                Ok(stdin)
+            });
+            let mut replies = Vec::with_capacity(requests.len());
+            let mut failure = None;
+            while replies.len() < requests.len() {
+                match self.read_line() {
+                    Ok(line) => {
+                        replies.push(line);
+                        let _ = credit.send(());
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let elapsed = started.elapsed();
+            drop(credit);
+            let stdin = writer
+                .join()
+                .map_err(|_| anyhow!("the writer thread panicked"))??;
+            match failure {
+                Some(e) => Err(e),
+                None => Ok((stdin, Batch { replies, elapsed })),
+            }
+        });
+        let (stdin, batch) = outcome?;
+        self.stdin = Some(stdin);
+        Ok(batch)
+    }
+
+    /// Sends `SIZES.burst_logins` logins at once, then a get-session probe every
+    /// `SIZES.probe_interval` until the last login is answered; times the probes only.
+    fn login_burst(&mut self, get_session: &Value) -> anyhow::Result<Burst> {
+        let logins: Vec<Vec<u8>> = (0..SIZES.burst_logins)
+            .map(|_| {
+                self.tool_request(
+                    "create-session",
+                    &json!({"username": "demo", "password": "demo123!"}),
+                )
+            })
+            .collect();
+        let first_probe_id = self.next_id;
+        // More probes than the burst can use; the writer stops when the burst is over.
+        let probes: Vec<Vec<u8>> = (0..20_000)
+            .map(|_| self.tool_request("get-session", get_session))
+            .collect();
+        let mut stdin = self.stdin.take().context("stdin is closed")?;
+        let over = AtomicBool::new(false);
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let (logins, probes, over_flag) = (&logins, &probes, &over);
+            let writer = scope.spawn(move || -> std::io::Result<(ChildStdin, Vec<Instant>)> {
+                for line in logins {
+                    stdin.write_all(line)?;
+                }
+                stdin.flush()?;
+                let mut sent = Vec::new();
+                for line in probes {
+                    if over_flag.load(Ordering::Acquire) {
+                        break;
+                    }
+                    sent.push(Instant::now());
+                    stdin.write_all(line)?;
+                    stdin.flush()?;
+                    std::thread::sleep(SIZES.probe_interval);
+                }
+                Ok((stdin, sent))
+            });
+            let mut tally = BurstTally {
+                first_probe_id,
+                probes: HashMap::new(),
+                logins: 0,
+                last_login: started,
+            };
+            let mut failure = None;
+            while tally.logins < SIZES.burst_logins {
+                if let Err(e) = self.read_burst_reply(&mut tally) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            over.store(true, Ordering::Release);
+            let joined = writer
+                .join()
+                .map_err(|_| anyhow!("the writer thread panicked"))?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let (stdin, sent) = joined?;
+            while tally.probes.len() < sent.len() {
+                self.read_burst_reply(&mut tally)?;
+            }
+            let latencies = sent
+                .iter()
+                .enumerate()
+                .map(|(i, at)| {
+                    tally
+                        .probes
+                        .get(&(first_probe_id + i as u64))
+                        .map(|got| got.duration_since(*at))
+                        .context("a probe was not answered")
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((
+                stdin,
+                Burst {
+                    probe_latencies: latencies,
+                    duration: tally.last_login.duration_since(started),
+                },
+            ))
+        });
+        let (stdin, burst) = outcome?;
+        self.stdin = Some(stdin);
+        Ok(burst)
+    }
+
+    /// Reads one reply of the burst and notes when it arrived.
+    fn read_burst_reply(&mut self, tally: &mut BurstTally) -> anyhow::Result<()> {
+        let line = self.read_line()?;
+        let now = Instant::now();
+        let reply: Value = serde_json::from_str(&line)?;
+        let id = reply["id"].as_u64().context("a reply without id")?;
+        if id >= tally.first_probe_id {
+            tool_result("get-session", &reply)?;
+            tally.probes.insert(id, now);
+        } else {
+            tool_result("create-session", &reply)?;
+            tally.logins += 1;
+            tally.last_login = now;
+        }
+        Ok(())
+    }
+
+    /// Creates sessions number `from..to`, spread round-robin over the bench users; returns how
+    /// long it took.
+    fn fill_sessions(
+        &mut self,
+        users: &BenchUsers,
+        from: usize,
+        to: usize,
+    ) -> anyhow::Result<Duration> {
+        let requests: Vec<Vec<u8>> = (from..to)
+            .map(|n| {
+                let username = users.name(n % users.count);
+                let arguments = json!({"username": username, "password": BenchUsers::PASSWORD});
+                self.tool_request("create-session", &arguments)
+            })
+            .collect();
+        let batch = self.pipeline(&requests, FILL_WINDOW)?;
+        batch.expect_no_errors("create-session")?;
+        Ok(batch.elapsed)
+    }
+
+    /// VmRSS and VmHWM of the server process, in bytes, and its thread count.
+    fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("cannot read /proc/<pid>/status (the memory figures need Linux)")?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("cannot parse {line}"))
+        };
+        Ok(Memory {
+            rss: field("VmRSS:")? * 1024,
+            peak: field("VmHWM:")? * 1024,
+            threads: field("Threads:")?,
+        })
+    }
+
+    /// Closes stdin, as a host does, and waits for a clean exit.
+    fn close(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "the server exited with {status}");
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("the server did not exit within 10 s of stdin closing");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The `structuredContent` of a tools/call reply; an error reply becomes an error naming its code.
+fn tool_result(tool: &str, reply: &Value) -> anyhow::Result<Value> {
+    tool_outcome(tool, reply)?
+        .get("structuredContent")
+        .cloned()
+        .with_context(|| format!("{tool}: a reply without structuredContent"))
+}
+
+/// The `result` of a tools/call reply; a JSON-RPC error or a tool error becomes an error.
+fn tool_outcome<'a>(tool: &str, reply: &'a Value) -> anyhow::Result<&'a Value> {
+    if let Some(error) = reply.get("error") {
+        bail!("{tool} answered a JSON-RPC error: {error}");
+    }
+    let result = &reply["result"];
+    if result["isError"] == true {
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        bail!("{tool} failed: {text}");
+    }
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users with cheap hashes
+
+/// `users.toml` with `count` users `bench0000…` plus one user `lister`, all with the same password
+/// hashed with deliberately cheap argon2id parameters.
+struct BenchUsers {
+    count: usize,
+}
+
+impl BenchUsers {
+    const PASSWORD: &str = "bench-password-not-secret";
+    const LISTER: &str = "lister";
+
+    fn name(&self, n: usize) -> String {
+        format!("bench{n:04}")
+    }
+
+    fn write(scratch: &Scratch, count: usize) -> anyhow::Result<Self> {
+        let params = Params::new(8, 1, 1, None).map_err(|e| anyhow!("argon2 params: {e}"))?;
+        let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let users = Self { count };
+        let mut text = String::new();
+        let names = (0..count)
+            .map(|n| users.name(n))
+            .chain([Self::LISTER.to_owned()]);
+        for name in names {
+            let hash = hasher
+                .hash_password(Self::PASSWORD.as_bytes())
+                .map_err(|e| anyhow!("hashing: {e}"))?;
+            let id = uuid::Uuid::new_v4();
+            writeln!(text, "[[users]]")?;
+            writeln!(text, "id = \"{id}\"")?;
+            writeln!(text, "username = \"{name}\"")?;
+            writeln!(text, "roles = [\"user\"]")?;
+            writeln!(text, "password_hash = \"{hash}\"\n")?;
+        }
+        std::fs::write(scratch.config_dir.join("users.toml"), text)
+            .context("cannot write users.toml")?;
+        Ok(users)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+struct Stats {
+    sorted: Vec<Duration>,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        Self { sorted: samples }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Nearest-rank percentile.
+    fn percentile(&self, p: f64) -> Duration {
+        if self.sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * self.sorted.len() as f64).ceil() as usize;
+        self.sorted[rank.clamp(1, self.sorted.len()) - 1]
+    }
+
+    fn median(&self) -> Duration {
+        self.percentile(50.0)
+    }
+
+    fn max(&self) -> Duration {
+        self.sorted.last().copied().unwrap_or_default()
+    }
+}
+
+/// A target and whether the figure meets it.
+struct Target {
+    text: String,
+    met: bool,
+}
+
+impl Target {
+    fn at_most(value: f64, limit: f64, text: &str) -> Self {
+        Self {
+            text: format!("≤ {text}"),
+            met: value <= limit,
+        }
+    }
+
+    fn at_least(value: f64, limit: f64, text: &str) -> Self {
+        Self {
+            text: format!("≥ {text}"),
+            met: value >= limit,
+        }
+    }
+
+    fn at_most_ms(value: Duration, limit_ms: f64) -> Self {
+        Self::at_most(
+            value.as_secs_f64() * 1000.0,
+            limit_ms,
+            &format!("{limit_ms} ms"),
+        )
+    }
+}
+
+/// The figures, printed as they come and summarised against their targets at the end.
+#[derive(Default)]
+struct Report {
+    targets: Vec<(String, String, Target)>,
+}
+
+impl Report {
+    fn section(&mut self, title: &str) {
+        println!("\n{title}");
+        println!(
+            "  {:<46} {:<52} {:<18} verdict",
+            "measure", "result", "target"
+        );
+    }
+
+    fn row(&mut self, measure: &str, result: String, target: Option<Target>) {
+        let (target_text, verdict) = match &target {
+            Some(t) => (t.text.clone(), if t.met { "met" } else { "NOT MET" }),
+            None => ("—".to_owned(), ""),
+        };
+        println!("  {measure:<46} {result:<52} {target_text:<18} {verdict}");
+        if let Some(target) = target {
+            self.targets.push((measure.to_owned(), result, target));
+        }
+    }
+
+    fn summary(&self) {
+        let met = self.targets.iter().filter(|(_, _, t)| t.met).count();
+        println!("\nTargets: {met} of {} met", self.targets.len());
+        for (measure, result, target) in &self.targets {
+            println!(
+                "  {:<8} {measure}: {result} (target {})",
+                if target.met { "met" } else { "NOT MET" },
+                target.text
+            );
+        }
+    }
+}
+
+/// The 1-minute load average (Linux).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn ms(duration: Duration) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn thousands(value: f64) -> String {
+    let rounded = value.round() as u64;
+    let digits = rounded.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn short_count(n: usize) -> String {
+    if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else if n >= 1000 {
+        format!("{:.1}k", n as f64 / 1000.0)
+    } else {
+        n.to_string()
+    }
+}
