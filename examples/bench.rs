@@ -66,6 +66,12 @@ const SIZES: Sizes = Sizes {
 /// server runs with `browser.max_contexts_per_session` raised to allow the largest.
 const BROWSER_CONTEXT_COUNTS: [usize; 3] = [1, 10, 50];
 
+/// Sessions created and deleted by the churn section, and how many are live at once.
+const CHURN_SESSIONS: usize = 100_000;
+const CHURN_ROUND: usize = 10_000;
+/// Browser contexts opened and closed by the churn section (BENCH_CHURN_CONTEXTS overrides).
+const CHURN_CONTEXTS: usize = 1_000;
+
 /// At most this many create-session calls in flight while filling the store, so that the memory
 /// figures measure sessions rather than queued requests.
 const FILL_WINDOW: usize = 128;
@@ -100,6 +106,7 @@ fn run() -> anyhow::Result<()> {
     calls_and_logins(&binary, &mut report)?;
     many_sessions(&binary, &mut report)?;
     browser(&binary, &mut report)?;
+    churn(&binary, &mut report)?;
 
     report.summary();
     println!(
@@ -111,6 +118,134 @@ fn run() -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Sections
+
+/// Churn: many sessions (and browser contexts) created and deleted; the server's memory must come
+/// back to within 10% of where it started (no leak per session or per context).
+fn churn(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let contexts = std::env::var("BENCH_CHURN_CONTEXTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(CHURN_CONTEXTS);
+    report.section(&format!(
+        "Churn: {} sessions created and deleted in rounds of {} (cheap-hash users), then {} browser\n\
+         contexts opened and closed (BENCH_CHURN_CONTEXTS to change)",
+        thousands(CHURN_SESSIONS as f64),
+        thousands(CHURN_ROUND as f64),
+        thousands(contexts as f64)
+    ));
+    let scratch = Scratch::new("bench-churn")?;
+    let users = BenchUsers::write(&scratch, SIZES.bench_users)?;
+    let args = [
+        "--set".to_owned(),
+        format!(
+            "max_sessions_per_user={}",
+            CHURN_ROUND.div_ceil(SIZES.bench_users) + 5
+        ),
+        "--set".to_owned(),
+        "login_rate_per_minute=1000000000".to_owned(),
+        // The sweeper compacts the store and returns freed memory; once a second here.
+        "--set".to_owned(),
+        "sweep_interval=1".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::spawn(binary, &scratch, &args)?;
+    server.initialize()?;
+    // Warm-up round, so the baseline includes what the first use of each path allocates.
+    server.churn_round(&users, 0, 1_000)?;
+    std::thread::sleep(Duration::from_millis(2_500));
+    let baseline = server.memory()?.rss;
+    let mut peak = baseline;
+    let started = Instant::now();
+    let mut from = 0;
+    while from < CHURN_SESSIONS {
+        let to = (from + CHURN_ROUND).min(CHURN_SESSIONS);
+        peak = peak.max(server.churn_round(&users, from, to)?);
+        from = to;
+    }
+    // Two sweeps: one compacts the store, the next finds nothing more to hand back.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let after = server.memory()?.rss;
+    report.row(
+        "RSS at the baseline (after a warm-up)",
+        megabytes(baseline),
+        None,
+    );
+    report.row(
+        "RSS at the peak (a full round live)",
+        format!(
+            "{}  ({:.1} s for all rounds)",
+            megabytes(peak),
+            started.elapsed().as_secs_f64()
+        ),
+        None,
+    );
+    let ratio = after as f64 / baseline as f64;
+    report.row(
+        "RSS after every session was deleted",
+        format!(
+            "{}  ({:+.1}% of the baseline)",
+            megabytes(after),
+            (ratio - 1.0) * 100.0
+        ),
+        Some(Target::at_most(ratio, 1.10, "baseline + 10%")),
+    );
+
+    if mcp_sessions::browser::find_executable(None).is_some() && contexts > 0 {
+        let session = server.tool(
+            "create-session",
+            json!({"username": BenchUsers::LISTER, "password": BenchUsers::PASSWORD}),
+        )?["sessionId"]
+            .as_str()
+            .context("create-session returned no sessionId")?
+            .to_owned();
+        // Warm-up contexts start the browser; the baseline is taken with it running, none open.
+        for n in 0..20 {
+            let warm = server.create_context(&session, &format!("churn-warm-up-{n}"))?;
+            server.close_context(&session, &warm)?;
+        }
+        std::thread::sleep(Duration::from_millis(2_500));
+        let baseline = server.memory()?.rss;
+        let started = Instant::now();
+        for n in 0..contexts {
+            let context = server.create_context(&session, &format!("churn-{n}"))?;
+            server.close_context(&session, &context)?;
+        }
+        std::thread::sleep(Duration::from_millis(2_500));
+        let after = server.memory()?;
+        let ratio = after.rss as f64 / baseline as f64;
+        report.row(
+            "server RSS with the browser up, no contexts",
+            megabytes(baseline),
+            None,
+        );
+        report.row(
+            &format!(
+                "server RSS after {} contexts opened and closed",
+                thousands(contexts as f64)
+            ),
+            format!(
+                "{}  ({:+.1}%; {:.0} ms per open+close)",
+                megabytes(after.rss),
+                (ratio - 1.0) * 100.0,
+                started.elapsed().as_secs_f64() * 1000.0 / contexts as f64
+            ),
+            Some(Target::at_most(ratio, 1.10, "baseline + 10%")),
+        );
+        let profiles = scratch.data_dir.join("browser-profiles");
+        if let Ok(memory) = settled_pss(&profiles) {
+            report.row(
+                "Chromium PSS afterwards (no context open)",
+                format!(
+                    "{:.1} MB  ({} processes)",
+                    memory.pss as f64 / 1e6,
+                    memory.processes
+                ),
+                None,
+            );
+        }
+    }
+    server.close()
+}
 
 /// Cold start and idle memory of a server with the demo users.
 fn start_up(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
@@ -1420,6 +1555,38 @@ impl Server {
         let batch = self.pipeline(&requests, FILL_WINDOW)?;
         batch.expect_no_errors("create-session")?;
         Ok(batch.elapsed)
+    }
+
+    /// Creates sessions `from..to` (users in turn), then deletes them all; returns the RSS
+    /// while they were all live.
+    fn churn_round(&mut self, users: &BenchUsers, from: usize, to: usize) -> anyhow::Result<u64> {
+        let requests: Vec<Vec<u8>> = (from..to)
+            .map(|n| {
+                let username = users.name(n % users.count);
+                let arguments = json!({"username": username, "password": BenchUsers::PASSWORD});
+                self.tool_request("create-session", &arguments)
+            })
+            .collect();
+        let created = self.pipeline(&requests, FILL_WINDOW)?;
+        let mut ids = Vec::with_capacity(created.replies.len());
+        for line in &created.replies {
+            let reply: Value = serde_json::from_str(line).context("a reply is not JSON")?;
+            let session = tool_result("create-session", &reply)?;
+            ids.push(
+                session["sessionId"]
+                    .as_str()
+                    .context("create-session returned no sessionId")?
+                    .to_owned(),
+            );
+        }
+        let live = self.memory()?.rss;
+        let requests: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| self.tool_request("delete-session", &json!({"sessionId": id})))
+            .collect();
+        self.pipeline(&requests, FILL_WINDOW)?
+            .expect_no_errors("delete-session")?;
+        Ok(live)
     }
 
     /// VmRSS and VmHWM of the server process, in bytes, and its thread count.

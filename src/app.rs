@@ -297,6 +297,7 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
                 state.sessions.sweep(now);
                 state.throttle.prune(now);
                 state.browser.stop_idle(now);
+                release_free_memory();
             }
             _ = users_ticker.tick() => {
                 if state.users.refresh() {
@@ -319,6 +320,16 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
                     .await;
             }
         }
+    }
+}
+
+/// Hands memory freed by ended sessions back to the system: glibc keeps freed heap pages for
+/// reuse, so without this a burst of sessions would hold its peak RSS forever.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
