@@ -293,7 +293,6 @@ async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSess
         tokio::select! {
             _ = ticker.tick() => {
                 let now = crate::clock::now_ms();
-                state.users.refresh();
                 state.sessions.sweep(now);
                 state.throttle.prune(now);
                 state.browser.stop_idle(now);

@@ -563,14 +563,6 @@ impl SessionStore {
         inner.by_user.clear();
         ids
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -735,19 +735,6 @@ impl BrowserManager {
         }
         closed
     }
-
-    /// Number of browser processes running (for tests and the bench).
-    pub fn running_browsers(&self) -> usize {
-        let browsers = self
-            .shared
-            .browsers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        browsers
-            .values()
-            .filter(|slot| slot.try_lock().map(|b| b.is_some()).unwrap_or(true))
-            .count()
-    }
 }
 
 fn display_available() -> bool {

@@ -65,11 +65,6 @@ impl McpSessions {
             validators: Arc::new(validators),
         })
     }
-
-    /// Every advertised tool.
-    pub fn tools(&self) -> Vec<Tool> {
-        self.tool_router.list_all()
-    }
 }
 
 /// Keeps tools/list small (hosts put it in the model's context) and standard: the `$schema` URL
