@@ -285,6 +285,17 @@ fn start_up(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
         megabytes(rss),
         Some(Target::at_most(rss as f64, 15e6, "15 MB")),
     );
+    // Hosts put the tool list in the model's context on every turn.
+    let listing = server.reply_line("tools/list", &json!({}))?;
+    let bytes = listing.trim_end().len();
+    let tools = serde_json::from_str::<Value>(&listing)?["result"]["tools"]
+        .as_array()
+        .map_or(0, Vec::len);
+    report.row(
+        "tools/list answer",
+        format!("{bytes} bytes, {tools} tools (≈{} tokens)", bytes / 4),
+        Some(Target::at_most(bytes as f64, 10_000.0, "10,000 bytes")),
+    );
     server.close()?;
     Ok(())
 }
@@ -1337,19 +1348,25 @@ impl Server {
         Ok(line)
     }
 
-    /// Sends one request and waits for its reply's `result`.
-    fn call(&mut self, method: &str, params: &Value) -> anyhow::Result<Value> {
+    /// Sends one request and returns its reply line as the server wrote it.
+    fn reply_line(&mut self, method: &str, params: &Value) -> anyhow::Result<String> {
         let line = self.request(method, params);
         let stdin = self.stdin()?;
         stdin.write_all(&line)?;
         stdin.flush()?;
         // Notifications the server sends meanwhile (it sends none unless asked) are skipped.
-        let reply = loop {
-            let message: Value = serde_json::from_str(&self.read_line()?)?;
+        loop {
+            let line = self.read_line()?;
+            let message: Value = serde_json::from_str(&line)?;
             if message.get("id").is_some() {
-                break message;
+                return Ok(line);
             }
-        };
+        }
+    }
+
+    /// Sends one request and waits for its reply's `result`.
+    fn call(&mut self, method: &str, params: &Value) -> anyhow::Result<Value> {
+        let reply: Value = serde_json::from_str(&self.reply_line(method, params)?)?;
         if let Some(error) = reply.get("error") {
             bail!("{method} answered a JSON-RPC error: {error}");
         }

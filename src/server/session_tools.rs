@@ -23,14 +23,13 @@ use crate::tokens::TokenKind;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionArgs {
-    /// The user's name (1 to 64 characters).
+    /// User name.
     #[schemars(length(min = 1, max = 64))]
     pub username: String,
-    /// The user's password (at most 1024 bytes). Prefer a bootstrap user configured in the host:
-    /// a password passed here goes through the model.
+    /// Password. Prefer a bootstrap user: this one passes through the model.
     #[schemars(length(min = 1, max = 1024))]
     pub password: SecretString,
-    /// Session lifetime in seconds (default 3600; the maximum is configured). Activity never extends it.
+    /// Lifetime in seconds (default 3600), never extended.
     #[schemars(range(min = 1))]
     pub duration: Option<u64>,
 }
@@ -38,15 +37,15 @@ pub struct CreateSessionArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListSessionsArgs {
-    /// Your access token (from create-session or refresh-session). Either this or `sessionId` identifies you.
+    /// Your access token.
     #[serde(rename = "accessToken")]
     #[schemars(length(min = 1, max = 4096))]
     pub access_token: Option<SecretString>,
-    /// One of your session ids, as your credential when no `accessToken` is given.
+    /// One of your session ids.
     #[serde(rename = "sessionId")]
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub session_id: Option<String>,
-    /// Only this user's sessions; other users' need the admin role.
+    /// Only this user's sessions (admin for others).
     #[serde(rename = "userId")]
     #[schemars(length(min = 1, max = 64))]
     pub user_id: Option<String>,
@@ -55,11 +54,11 @@ pub struct ListSessionsArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionArgs {
-    /// The session (64 lowercase hex characters). Without `accessToken` it is also your credential.
+    /// The session; your credential unless accessToken is given.
     #[serde(rename = "sessionId")]
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub session_id: String,
-    /// Your access token, when acting on a session other than the one it belongs to (admins).
+    /// Your access token (admins: for another's session).
     #[serde(rename = "accessToken")]
     #[schemars(length(min = 1, max = 4096))]
     pub access_token: Option<SecretString>,
@@ -68,8 +67,7 @@ pub struct SessionArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshSessionArgs {
-    /// The refresh token from create-session or the previous refresh-session. Each works once:
-    /// presenting a used one ends the session.
+    /// The latest refresh token (single use).
     #[serde(rename = "refreshToken")]
     #[schemars(length(min = 1, max = 4096))]
     pub refresh_token: SecretString,
@@ -219,9 +217,7 @@ impl McpSessions {
 impl McpSessions {
     #[tool(
         name = "create-session",
-        description = "Log in: authenticate a user and start a time-limited session. Returns the sessionId \
-        (a secret credential), the user's roles, the expiry and access/refresh tokens. Use it first, unless the \
-        host configured a bootstrap user; then pass sessionId to the other tools.",
+        description = "Log in; skip this when the host set a bootstrap user. Returns sessionId (a secret: pass it to the other tools) and tokens.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -260,8 +256,7 @@ impl McpSessions {
 
     #[tool(
         name = "list-sessions",
-        description = "List live sessions: your own, or (admins) everyone's or one user's via userId. \
-        Identify yourself with accessToken or sessionId.",
+        description = "List live sessions: your own, or (admin) everyone's or one userId's.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_sessions(
@@ -306,8 +301,7 @@ impl McpSessions {
 
     #[tool(
         name = "get-session",
-        description = "Check a session's status: user, roles, absolute and idle expiry, access-token expiry and \
-        browser contexts. An ended session answers SESSION_NOT_FOUND (or SESSION_EXPIRED shortly after expiry).",
+        description = "A session's status: roles, expiry times and browser contexts.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_session(
@@ -359,8 +353,7 @@ impl McpSessions {
 
     #[tool(
         name = "refresh-session",
-        description = "Exchange the refresh token for new access and refresh tokens. Each refresh token works \
-        once: presenting a used one ends the session. The session's absolute expiry does not move.",
+        description = "Trade the refresh token for new tokens. Single use: a reused one ends the session.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -415,8 +408,7 @@ impl McpSessions {
 
     #[tool(
         name = "delete-session",
-        description = "End a session at once (log out): its tokens stop working and its browser contexts close. \
-        Your own session, or (admins) anyone's with your accessToken.",
+        description = "Log out: end a session, its tokens and its browser contexts.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,

@@ -1,7 +1,10 @@
-//! Tool arguments are checked against the very JSON Schema each tool advertises, compiled once at
-//! start-up, before they are deserialized: every advertised range, length, pattern and enum holds
-//! exactly as advertised. A violation names the argument and the rule; the offending value is
-//! never echoed (it may be a password), and unknown argument names only in part.
+//! Tool arguments are checked against the JSON Schema schemars generates for each tool, compiled
+//! once at start-up, before they are deserialized. tools/list shows a summary of that schema (see
+//! `advertise` in the parent module): every range, enum and required name it shows holds exactly
+//! as shown, and the rules it leaves out to stay small (string lengths, the id pattern, unknown
+//! argument names) are enforced here all the same, each named in the error. A violation names the
+//! argument and the rule; the offending value is never echoed (it may be a password), and unknown
+//! argument names only in part.
 //!
 //! One rule is stricter than the schema's words: JSON Schema counts `60.0` and `6e1` as
 //! integers, serde's integer types do not, so an integer argument must be written as one.
@@ -68,7 +71,7 @@ impl ArgumentValidators {
                 ValidationErrorKind::Pattern { pattern } => {
                     if pattern == SESSION_ID_PATTERN {
                         code = Code::InvalidSessionId;
-                        format!("`{field}` is not a session id (64 lowercase hex characters)")
+                        format!("`{field}` is not an id: ids are 64 lowercase hex characters")
                     } else {
                         format!("`{field}` does not match the pattern {pattern}")
                     }
