@@ -37,11 +37,11 @@ pub struct CreateSessionArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListSessionsArgs {
-    /// Your access token.
+    /// Access token.
     #[serde(rename = "accessToken")]
     #[schemars(length(min = 1, max = 4096))]
     pub access_token: Option<SecretString>,
-    /// One of your session ids.
+    /// Session id.
     #[serde(rename = "sessionId")]
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub session_id: Option<String>,
@@ -217,7 +217,7 @@ impl McpSessions {
 impl McpSessions {
     #[tool(
         name = "create-session",
-        description = "Log in; skip this when the host set a bootstrap user. Returns sessionId (a secret: pass it to the other tools) and tokens.",
+        description = "Log in first, unless the host set a bootstrap user. Pass the returned sessionId (a secret) to the other tools.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -256,7 +256,7 @@ impl McpSessions {
 
     #[tool(
         name = "list-sessions",
-        description = "List live sessions: your own, or (admin) everyone's or one userId's.",
+        description = "Find live sessions: yours, or (admin) everyone's or one userId's. Then get-session or delete-session.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_sessions(
@@ -301,7 +301,7 @@ impl McpSessions {
 
     #[tool(
         name = "get-session",
-        description = "A session's status: roles, expiry times and browser contexts.",
+        description = "Check a session's roles, expiries and contexts. Ended? create-session again.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_session(
@@ -353,7 +353,7 @@ impl McpSessions {
 
     #[tool(
         name = "refresh-session",
-        description = "Trade the refresh token for new tokens. Single use: a reused one ends the session.",
+        description = "When the access token nears expiry, trade the refresh token for new ones. Single use: reuse ends the session.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -408,7 +408,7 @@ impl McpSessions {
 
     #[tool(
         name = "delete-session",
-        description = "Log out: end a session, its tokens and its browser contexts.",
+        description = "Log out when done: ends the session, its tokens and its browser contexts.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
