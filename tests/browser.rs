@@ -696,6 +696,36 @@ fn s07_delete_session_and_close_context_dispose_their_browser_contexts() {
     assert_eq!(server.close(), Some(0));
 }
 
+/// A context costs its page's renderer and no more: Chromium's WebUI omnibox popups, two hidden
+/// ~20 MB renderers per window (so per context), are switched off.
+#[test]
+fn contexts_start_no_hidden_browser_ui_renderers() {
+    require_chromium!("contexts_start_no_hidden_browser_ui_renderers");
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
+    let session = login(&mut server, "demo", "demo123!");
+    for _ in 0..2 {
+        let context = create_context(&mut server, &session);
+        navigate(&mut server, &session, &context, &site.url("/"));
+    }
+    let processes = browser_processes(&server.data_dir);
+    let renderers: Vec<&browser_support::Process> = processes
+        .iter()
+        // Chromium rewrites its helpers' argv into one line: match on the whole command line.
+        .filter(|p| p.cmdline().contains("--type=renderer"))
+        .collect();
+    assert!(!renderers.is_empty(), "no renderer found: {processes:#?}");
+    let browser_ui: Vec<_> = renderers
+        .iter()
+        .filter(|p| p.cmdline().contains("--top-chrome-webui"))
+        .collect();
+    assert!(
+        browser_ui.is_empty(),
+        "browser-UI renderers run beside the pages: {browser_ui:#?}"
+    );
+    assert_eq!(server.close(), Some(0));
+}
+
 #[test]
 fn s07_idle_expired_session_has_its_contexts_closed_without_any_call() {
     require_chromium!("s07_idle_expired_session_has_its_contexts_closed_without_any_call");

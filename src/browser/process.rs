@@ -71,7 +71,11 @@ impl LaunchSpec {
             "--disable-breakpad",
             "--disable-domain-reliability",
             "--disable-client-side-phishing-detection",
-            "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+            // One flag only: Chromium honours the last --disable-features it is given. The
+            // WebUIOmnibox* features give every window (so every context) two hidden omnibox-popup
+            // renderers of ~45 MB together; without them a context costs ~21 MB, not ~60 MB.
+            "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,\
+             WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup",
             "--password-store=basic",
             "--use-mock-keychain",
             "--mute-audio",
