@@ -18,9 +18,10 @@ use serde_json::{Value, json};
 use super::McpSessions;
 use super::errors::ToolError;
 use crate::audit::{AuditEvent, nist};
-use crate::browser::page::{self, ShotLimits};
+
+use crate::browser::page::{self, PageError, ShotLimits};
 use crate::browser::policy::origin;
-use crate::browser::{BrowserError, ContextInfo, Owner};
+use crate::browser::{BrowserError, CdpConnection, ContextInfo, Owner};
 use crate::clock::rfc3339;
 use crate::rbac::Permission;
 use crate::secret::SecretString;
@@ -337,6 +338,25 @@ impl McpSessions {
             })
     }
 
+    /// Runs a page operation (not a navigation) in the context `context_id` of the session
+    /// `scope` acts in, bounded by `timeout`.
+    async fn on_page<T, F>(
+        &self,
+        scope: &Scope,
+        context_id: &str,
+        timeout: Duration,
+        op: F,
+    ) -> Result<T, BrowserError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CdpConnection) -> Result<T, PageError> + Send + 'static,
+    {
+        self.state
+            .browser
+            .with_page(&scope.key(), context_id, timeout, false, op)
+            .await
+    }
+
     fn action_timeout(&self) -> Duration {
         Duration::from_millis(self.state.browser.config().action_timeout_ms)
     }
@@ -576,15 +596,9 @@ impl McpSessions {
         let full_page = args.args.args.full_page.unwrap_or(false);
         let timeout = self.action_timeout();
         let shot = self
-            .state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| page::screenshot(page, full_page, jpeg, limits, timeout),
-            )
+            .on_page(&scope, &args.args.context_id, timeout, move |page| {
+                page::screenshot(page, full_page, jpeg, limits, timeout)
+            })
             .await?;
         let mime = if jpeg { "image/jpeg" } else { "image/png" };
         let meta = json!({"width": shot.width, "height": shot.height, "format": if jpeg { "jpeg" } else { "png" },
@@ -618,15 +632,9 @@ impl McpSessions {
             .min(config.max_read_chars);
         let timeout = self.action_timeout();
         let reading = self
-            .state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| page::read(page, html, max_chars, timeout),
-            )
+            .on_page(&scope, &args.args.context_id, timeout, move |page| {
+                page::read(page, html, max_chars, timeout)
+            })
             .await?;
         Ok(Json(ReadResult {
             content: reading.content,
@@ -657,16 +665,10 @@ impl McpSessions {
             .await?;
         let selector = args.args.args.selector;
         let timeout = self.action_timeout();
-        self.state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| page::click(page, &selector, timeout),
-            )
-            .await?;
+        self.on_page(&scope, &args.args.context_id, timeout, move |page| {
+            page::click(page, &selector, timeout)
+        })
+        .await?;
         Ok(Json(Done { ok: true }))
     }
 
@@ -693,18 +695,10 @@ impl McpSessions {
             submit,
         } = args.args.args;
         let timeout = self.action_timeout();
-        self.state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| {
-                    page::type_text(page, &selector, &text, submit.unwrap_or(false), timeout)
-                },
-            )
-            .await?;
+        self.on_page(&scope, &args.args.context_id, timeout, move |page| {
+            page::type_text(page, &selector, &text, submit.unwrap_or(false), timeout)
+        })
+        .await?;
         Ok(Json(Done { ok: true }))
     }
 
@@ -723,15 +717,9 @@ impl McpSessions {
         let selector = args.args.args.selector;
         let timeout = Duration::from_millis(args.args.args.timeout_ms.unwrap_or(10_000));
         let elapsed = self
-            .state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| page::wait_for(page, &selector, timeout),
-            )
+            .on_page(&scope, &args.args.context_id, timeout, move |page| {
+                page::wait_for(page, &selector, timeout)
+            })
             .await?;
         Ok(Json(WaitResult {
             found: true,
@@ -764,15 +752,9 @@ impl McpSessions {
         let expression = args.args.args.expression;
         let timeout = self.action_timeout();
         let value = self
-            .state
-            .browser
-            .with_page(
-                &scope.key(),
-                &args.args.context_id,
-                timeout,
-                false,
-                move |page| page::evaluate(page, &expression, timeout),
-            )
+            .on_page(&scope, &args.args.context_id, timeout, move |page| {
+                page::evaluate(page, &expression, timeout)
+            })
             .await?;
         Ok(Json(EvaluateResult { value }))
     }
