@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use common::{BIN, Server, Setup};
@@ -624,16 +623,7 @@ fn audit_tail_follow_prints_new_events() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn tail");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(child.stdout.take().expect("stdout"));
     assert!(
         rx.recv_timeout(Duration::from_millis(700)).is_err(),
         "-n 0 printed old events"

@@ -136,16 +136,7 @@ impl Server {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("spawn mcp-sessions");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stdout.take().expect("stdout"));
         Server {
             stdin: child.stdin.take(),
             child,
@@ -536,4 +527,18 @@ pub fn timestamp_ms(value: &Value) -> i128 {
     assert_eq!(parsed.offset(), time::UtcOffset::UTC, "{text} is not UTC");
     assert!(text.ends_with('Z'), "{text} is not in Z form");
     parsed.unix_timestamp_nanos() / 1_000_000
+}
+
+/// The lines `output` gives, read on a thread of their own so a test can wait with a timeout.
+pub fn lines_of(output: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
