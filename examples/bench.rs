@@ -101,12 +101,32 @@ fn run() -> anyhow::Result<()> {
         println!("load average (1 min) before the bench: {load:.2}{note}");
     }
 
+    // `cargo run --release --example bench -- start browser` runs only the sections named.
+    type Section = fn(&Path, &mut Report) -> anyhow::Result<()>;
+    let sections: [(&str, Section); 5] = [
+        ("start", start_up),
+        ("calls", calls_and_logins),
+        ("sessions", many_sessions),
+        ("browser", browser),
+        ("churn", churn),
+    ];
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(unknown) = chosen
+        .iter()
+        .find(|c| !sections.iter().any(|(name, _)| name == c))
+    {
+        let names: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
+        bail!(
+            "no bench section `{unknown}`; the sections: {}",
+            names.join(", ")
+        );
+    }
     let mut report = Report::default();
-    start_up(&binary, &mut report)?;
-    calls_and_logins(&binary, &mut report)?;
-    many_sessions(&binary, &mut report)?;
-    browser(&binary, &mut report)?;
-    churn(&binary, &mut report)?;
+    for (name, section) in sections {
+        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
+            section(&binary, &mut report)?;
+        }
+    }
 
     report.summary();
     println!(

@@ -21,7 +21,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use crate::app::AppState;
-use validation::ArgumentValidators;
+use validation::PendingValidators;
 
 const INSTRUCTIONS: &str = "mcp-sessions gives you an authenticated, time-limited, audited user session. \
 Flow: if the host configured a bootstrap user, tools work without credentials; otherwise call create-session \
@@ -38,7 +38,7 @@ get new tokens (each refresh token works once), and delete-session when done. Er
 pub struct McpSessions {
     state: Arc<AppState>,
     tool_router: Arc<ToolRouter<Self>>,
-    validators: Arc<ArgumentValidators>,
+    validators: PendingValidators,
 }
 
 impl McpSessions {
@@ -57,14 +57,14 @@ impl McpSessions {
             route.attr.input_schema = Arc::new(schema);
         }
         // Arguments are validated against the generated schemas, the listing shows less of them.
-        let validators = ArgumentValidators::compile(&router.list_all())?;
+        let validators = PendingValidators::start(router.list_all());
         for route in router.map.values_mut() {
             advertise(&mut route.attr);
         }
         Ok(Self {
             state,
             tool_router: Arc::new(router),
-            validators: Arc::new(validators),
+            validators,
         })
     }
 }
@@ -231,7 +231,11 @@ impl ServerHandler for McpSessions {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
-        if let Err(e) = self.validators.check(&request.name, &arguments) {
+        let validators = self.validators.ready().await.map_err(|e| {
+            tracing::error!("{e}");
+            ErrorData::internal_error("the server cannot check tool arguments", None)
+        })?;
+        if let Err(e) = validators.check(&request.name, &arguments) {
             return Ok(CallToolResult::from(e).into());
         }
         let call = ToolCallContext::new(self, request, context);

@@ -11,6 +11,7 @@
 //! Whatever passes here deserializes into the tool's argument struct.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use jsonschema::ValidationError;
 use jsonschema::error::ValidationErrorKind;
@@ -24,6 +25,51 @@ pub const SESSION_ID_PATTERN: &str = "^[0-9a-f]{64}$";
 
 pub struct ArgumentValidators {
     by_tool: HashMap<String, jsonschema::Validator>,
+}
+
+/// The validators, compiled on a thread of their own while the server answers `initialize`:
+/// compiling (and checking each schema against the draft 2020-12 meta-schema) is about a fifth
+/// of the server's start-up. A call that comes before they are ready waits for them.
+#[derive(Clone)]
+pub struct PendingValidators {
+    slot: Arc<OnceLock<Result<ArgumentValidators, String>>>,
+}
+
+impl PendingValidators {
+    /// Starts compiling the input schemas of `tools`.
+    pub fn start(tools: Vec<Tool>) -> Self {
+        let slot = Arc::new(OnceLock::new());
+        let tools = Arc::new(tools);
+        let (filler, list) = (slot.clone(), tools.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("schema-compile".into())
+            .spawn(move || {
+                let _ = filler.set(ArgumentValidators::compile(&list));
+            })
+        {
+            tracing::warn!("compiling the argument schemas in the foreground: {e}");
+            let _ = slot.set(ArgumentValidators::compile(&tools));
+        }
+        Self { slot }
+    }
+
+    /// The compiled validators, once ready; `Err` names a schema that did not compile (a
+    /// programming error, which fails every call rather than skipping validation).
+    pub async fn ready(&self) -> Result<&ArgumentValidators, String> {
+        if self.slot.get().is_none() {
+            let slot = self.slot.clone();
+            // Waiting blocks: it happens on the blocking pool, at most once per start.
+            let _ = tokio::task::spawn_blocking(move || {
+                slot.wait();
+            })
+            .await;
+        }
+        match self.slot.get() {
+            Some(Ok(validators)) => Ok(validators),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("the argument schemas were not compiled".into()),
+        }
+    }
 }
 
 impl ArgumentValidators {
