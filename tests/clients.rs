@@ -18,9 +18,9 @@ fn python_sdk_available() -> bool {
 #[test]
 fn the_official_python_sdk_completes_the_demo_flow() {
     if !python_sdk_available() {
-        eprintln!(
-            "!!!!! SKIPPED the_official_python_sdk_completes_the_demo_flow: no python3 with the `mcp` package (pip install mcp==2.3.0) !!!!!"
-        );
+        let why = "no python3 with the `mcp` package (pip install mcp==2.3.0)";
+        assert!(!common::in_ci(), "CI=true but {why}: .ci/run installs it");
+        common::skip_loudly("the_official_python_sdk_completes_the_demo_flow", why);
         return;
     }
     let site = browser_support::TestSite::start();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, ToolReply};
+use crate::common::{self, Server, ToolReply};
 
 /// Where the server looks for a browser when `CHROME_PATH` is not set (src/browser/process.rs).
 const USUAL_PATHS: &[&str] = &[
@@ -36,17 +36,12 @@ pub fn chromium_present(test: &str) -> bool {
     if found {
         return true;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    if ci {
+    if common::in_ci() {
         panic!(
             "{test}: no Chromium at /usr/bin/chromium (or CHROME_PATH) and CI=true: install Chromium on the CI runner"
         );
     }
-    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests.
-    let line = format!(
-        "\n!!!!! SKIPPED: no Chromium (/usr/bin/chromium or CHROME_PATH): {test} did not run !!!!!\n"
-    );
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    common::skip_loudly(test, "no Chromium (/usr/bin/chromium or CHROME_PATH)");
     false
 }
 

@@ -542,3 +542,16 @@ pub fn lines_of(output: impl std::io::Read + Send + 'static) -> Receiver<String>
     });
     rx
 }
+
+/// Whether the tests run under CI (`CI=true`), where a missing tool fails a test instead of
+/// skipping it: a CI run that silently skipped would prove nothing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Says loudly that `test` did not run and why. The line goes straight to the process's stderr:
+/// the test harness captures `eprintln!` of passing tests, which would hide it.
+pub fn skip_loudly(test: &str, why: &str) {
+    let line = format!("\n!!!!! SKIPPED {test}: {why} !!!!!\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
