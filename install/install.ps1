@@ -7,7 +7,8 @@ Set-Location (Join-Path $PSScriptRoot '..')
 cargo install --path . --locked
 if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
 
-$exe = Join-Path $env:USERPROFILE '.cargo\bin\mcp-sessions.exe'
+$root = if ($env:CARGO_INSTALL_ROOT) { $env:CARGO_INSTALL_ROOT } elseif ($env:CARGO_HOME) { $env:CARGO_HOME } else { Join-Path $env:USERPROFILE '.cargo' }
+$exe = Join-Path $root 'bin\mcp-sessions.exe'
 $chrome = @(
   "$env:ProgramFiles\Google\Chrome\Application\chrome.exe",
   "${env:ProgramFiles(x86)}\Google\Chrome\Application\chrome.exe"
