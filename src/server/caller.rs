@@ -228,7 +228,7 @@ impl McpSessions {
             }
             return Err(ToolError::new(
                 Code::InvalidCredentials,
-                "invalid username or password",
+                "invalid username or password; check both (repeated failures delay further logins), or let the host log in a bootstrap user",
             ));
         };
         state.throttle.succeed(username);

@@ -181,7 +181,10 @@ impl From<BrowserError> for ToolError {
                 Code::ContextLimit,
                 format!("this session already has {max} browser contexts; close one with close-browser-context first"),
             ),
-            BrowserError::Blocked(why) => (Code::NavigationBlocked, format!("navigation refused: {why}")),
+            BrowserError::Blocked(why) => (
+                Code::NavigationBlocked,
+                format!("navigation refused: {why}; only http(s) URLs the server's URL policy allows can be opened"),
+            ),
             BrowserError::NavigationTimeout => (
                 Code::NavigationTimeout,
                 "the page did not finish loading in time; retry with a larger timeoutMs, or read what has loaded".to_owned(),
@@ -198,7 +201,10 @@ impl From<BrowserError> for ToolError {
                 Code::ElementNotFound,
                 "no element matches the selector; check it with browser-read (mode html) or wait for it with browser-wait-for".to_owned(),
             ),
-            BrowserError::Script(text) => (Code::ScriptError, format!("the expression threw: {text}")),
+            BrowserError::Script(text) => (
+                Code::ScriptError,
+                format!("the expression threw: {text}; fix the expression (browser-read shows the page)"),
+            ),
             BrowserError::Internal(text) => {
                 tracing::warn!("browser: {text}");
                 (Code::BrowserError, "the browser reported an error; try again".to_owned())
