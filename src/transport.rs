@@ -6,16 +6,82 @@
 //! rmcp selects over `receive` and drops it whenever something else is ready first, so nothing in
 //! it may be lost by being dropped: reading is cancellation-safe, and each refusal is written by a
 //! task of its own that the next `receive` (or `close`) waits for.
+//!
+//! At most [`MAX_IN_FLIGHT`] requests are handed to rmcp unanswered: `receive` stops reading until
+//! answers go out. rmcp gives every request a task of its own at once, so a client pipelining 20k
+//! requests had 20k tasks and answers alive together (180 MB).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rmcp::RoleServer;
+use rmcp::model::{ClientNotification, JsonRpcMessage, RequestId};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
+
+/// How many requests may wait for their answer before `receive` stops reading.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// The ids of the requests handed over and not yet answered.
+#[derive(Default)]
+struct InFlight {
+    ids: std::sync::Mutex<HashSet<RequestId>>,
+    /// Signalled when an id leaves.
+    freed: Notify,
+}
+
+impl InFlight {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until fewer than `limit` requests are unanswered. Cancellation-safe.
+    async fn room(&self, limit: usize) {
+        while self.ids().len() >= limit {
+            self.freed.notified().await;
+        }
+    }
+
+    fn enter(&self, id: &RequestId) {
+        self.ids().insert(id.clone());
+    }
+
+    fn leave(&self, id: &RequestId) {
+        if self.ids().remove(id) {
+            self.freed.notify_one();
+        }
+    }
+
+    /// Follows a message from the peer: a request enters; a cancelled one leaves, since rmcp may
+    /// drop its answer.
+    fn note_incoming(&self, message: &RxJsonRpcMessage<RoleServer>) {
+        match message {
+            JsonRpcMessage::Request(request) => self.enter(&request.id),
+            JsonRpcMessage::Notification(notification) => {
+                if let ClientNotification::CancelledNotification(cancelled) =
+                    &notification.notification
+                    && let Some(id) = &cancelled.params.request_id
+                {
+                    self.leave(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The id an outgoing answer settles.
+    fn answered(message: &TxJsonRpcMessage<RoleServer>) -> Option<RequestId> {
+        match message {
+            JsonRpcMessage::Response(response) => Some(response.id.clone()),
+            JsonRpcMessage::Error(error) => error.id.clone(),
+            _ => None,
+        }
+    }
+}
 
 /// A line-delimited JSON-RPC transport over any reader and writer (stdin and stdout in the server).
 pub struct LineTransport<R, W> {
@@ -28,6 +94,8 @@ pub struct LineTransport<R, W> {
     /// The refusal being written (`false` when the peer is gone). Awaited before the next line is
     /// read, so refusals keep their order and a vanished peer ends the transport.
     refusing: Option<JoinHandle<bool>>,
+    in_flight: Arc<InFlight>,
+    max_in_flight: usize,
 }
 
 enum Line {
@@ -49,6 +117,8 @@ where
             max_line,
             write: Arc::new(Mutex::new(Some(write))),
             refusing: None,
+            in_flight: Arc::default(),
+            max_in_flight: MAX_IN_FLIGHT,
         }
     }
 
@@ -176,15 +246,23 @@ where
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let write = self.write.clone();
+        let settles = InFlight::answered(&item).map(|id| (id, self.in_flight.clone()));
         async move {
-            let mut bytes = serde_json::to_vec(&item)?;
-            bytes.push(b'\n');
-            let mut guard = write.lock().await;
-            let writer = guard.as_mut().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotConnected, "transport closed")
-            })?;
-            writer.write_all(&bytes).await?;
-            writer.flush().await
+            let written = async {
+                let mut bytes = serde_json::to_vec(&item)?;
+                bytes.push(b'\n');
+                let mut guard = write.lock().await;
+                let writer = guard.as_mut().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotConnected, "transport closed")
+                })?;
+                writer.write_all(&bytes).await?;
+                writer.flush().await
+            }
+            .await;
+            if let Some((id, in_flight)) = settles {
+                in_flight.leave(&id);
+            }
+            written
         }
     }
 
@@ -193,6 +271,7 @@ where
             if !self.finish_refusal().await {
                 return None;
             }
+            self.in_flight.room(self.max_in_flight).await;
             match self.read_line().await {
                 Ok(Line::Complete) => {}
                 Ok(Line::TooLong) => {
@@ -233,6 +312,7 @@ where
                 None => {}
                 Some(Ok(message)) => {
                     self.line = reuse(line);
+                    self.in_flight.note_incoming(&message);
                     return Some(message);
                 }
                 Some(Err(_)) => {
@@ -515,6 +595,52 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    /// Past the bound `receive` reads nothing more until an answer goes out or a cancellation
+    /// (read before the bound was reached) settles a request.
+    #[test]
+    fn receive_stops_reading_while_max_in_flight_requests_are_unanswered() {
+        let lines = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+            json!({"jsonrpc": "2.0", "id": "two", "method": "ping"}),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "two"}}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+        ];
+        let stream: Vec<u8> = lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect();
+        let (mut transport, out) = transport(VecDeque::from([stream]), 4096, false);
+        transport.max_in_flight = 2;
+        let answer = |id: Value| -> TxJsonRpcMessage<RoleServer> {
+            serde_json::from_value(json!({"jsonrpc": "2.0", "id": id, "result": {}})).unwrap()
+        };
+        runtime().block_on(async {
+            async fn next(transport: &mut LineTransport<ChunkedReader, SlowWriter>) -> Value {
+                let message = transport.receive().await.expect("a message");
+                serde_json::to_value(&message).unwrap()
+            }
+            assert_eq!(next(&mut transport).await["id"], 1);
+            assert_eq!(next(&mut transport).await["id"], "two");
+            // Two unanswered: the cancellation behind them is not read yet.
+            let blocked =
+                tokio::time::timeout(std::time::Duration::from_millis(50), next(&mut transport))
+                    .await;
+            assert!(blocked.is_err(), "read past the bound: {blocked:?}");
+            transport.send(answer(json!(1))).await.unwrap();
+            // Room for one: the cancellation of "two" is read, which makes room for 3 and 4.
+            assert_eq!(
+                next(&mut transport).await["method"],
+                "notifications/cancelled"
+            );
+            assert_eq!(next(&mut transport).await["id"], 3);
+            assert_eq!(next(&mut transport).await["id"], 4);
+            transport.send(answer(json!(3))).await.unwrap();
+            assert!(transport.receive().await.is_none(), "the stream has ended");
+        });
+        assert_eq!(written(&out).len(), 2);
     }
 
     proptest! {
