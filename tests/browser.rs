@@ -21,7 +21,8 @@ use common::{Server, Setup, is_session_id, temp_dirs};
 use serde_json::{Value, json};
 
 /// The default action timeout, set explicitly: the suite runs its tests at once, each with a
-/// Chromium of its own, on as few as 2 cores; 3 s made a click or a type fail now and then.
+/// Chromium of its own, on as few as 2 cores. With 3 s, one run failed once on a page call
+/// (cause not confirmed).
 const ACTION_TIMEOUT: &str = "browser.action_timeout_ms=10000";
 
 fn login(server: &mut Server, username: &str, password: &str) -> String {
