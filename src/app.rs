@@ -237,7 +237,7 @@ impl App {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let state = self.state.clone();
-        let handler = McpSessions::new(state.clone()).map_err(StartError::Server)?;
+        let handler = McpSessions::new(state.clone());
         state.audit.record(
             AuditEvent::new("server.start", "success", &[nist::AU_3]).detail(json!({
                 "version": env!("CARGO_PKG_VERSION"),

@@ -42,7 +42,7 @@ pub struct McpSessions {
 }
 
 impl McpSessions {
-    pub fn new(state: Arc<AppState>) -> Result<Self, String> {
+    pub fn new(state: Arc<AppState>) -> Self {
         let mut router = Self::session_tools() + Self::browser_tools();
         let max = state.config.max_session_duration;
         if let Some(route) = router.map.get_mut("create-session") {
@@ -61,11 +61,11 @@ impl McpSessions {
         for route in router.map.values_mut() {
             advertise(&mut route.attr);
         }
-        Ok(Self {
+        Self {
             state,
             tool_router: Arc::new(router),
             validators,
-        })
+        }
     }
 }
 
