@@ -344,23 +344,10 @@ fn calls_and_logins(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
     let get_session = json!({"sessionId": session_id});
 
     report.section("get-session (one session; the session id is the credential)");
-    let mut times = Vec::with_capacity(SIZES.sequential_calls);
-    for _ in 0..SIZES.sequential_calls {
-        let sent = Instant::now();
-        server.tool("get-session", get_session.clone())?;
-        times.push(sent.elapsed());
-    }
-    let stats = Stats::of(times);
-    report.row(
-        "sequential round trip",
-        format!(
-            "p50 {}  p99 {}  ({} calls)",
-            ms(stats.median()),
-            ms(stats.percentile(99.0)),
-            stats.len()
-        ),
-        None,
-    );
+    let stats = Stats::timed(SIZES.sequential_calls, |_| {
+        server.tool("get-session", get_session.clone()).map(drop)
+    })?;
+    report.row("sequential round trip", p50_p99(&stats), None);
 
     let requests: Vec<Vec<u8>> = (0..SIZES.pipelined_calls)
         .map(|_| server.tool_request("get-session", &get_session))
@@ -394,16 +381,14 @@ fn calls_and_logins(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
 
     report.section("create-session with the real argon2id parameters (m=19456 KiB, t=2, p=1)");
     let before = server.memory()?;
-    let mut times = Vec::with_capacity(SIZES.real_logins);
-    for _ in 0..SIZES.real_logins {
-        let sent = Instant::now();
-        server.tool(
-            "create-session",
-            json!({"username": "demo", "password": "demo123!"}),
-        )?;
-        times.push(sent.elapsed());
-    }
-    let stats = Stats::of(times);
+    let stats = Stats::timed(SIZES.real_logins, |_| {
+        server
+            .tool(
+                "create-session",
+                json!({"username": "demo", "password": "demo123!"}),
+            )
+            .map(drop)
+    })?;
     report.row(
         "create-session latency",
         format!(
@@ -582,50 +567,33 @@ fn many_sessions(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let list = json!({"sessionId": lister_session});
-    let mut times = Vec::with_capacity(SIZES.list_calls);
-    for _ in 0..SIZES.list_calls {
-        let sent = Instant::now();
+    let stats = Stats::timed(SIZES.list_calls, |_| {
         let reply = server.tool("list-sessions", list.clone())?;
-        times.push(sent.elapsed());
         ensure!(
             reply["count"] == 5,
             "list-sessions saw {} sessions of the lister, not 5",
             reply["count"]
         );
-    }
-    let stats = Stats::of(times);
+        Ok(())
+    })?;
     report.row(
         &format!(
             "list-sessions: 5 of {} sessions",
             short_count(SIZES.sessions_large)
         ),
-        format!(
-            "p50 {}  p99 {}  ({} calls)",
-            ms(stats.median()),
-            ms(stats.percentile(99.0)),
-            stats.len()
-        ),
+        p50_p99(&stats),
         None,
     );
     let get = json!({"sessionId": lister_session});
-    let mut times = Vec::with_capacity(SIZES.list_calls);
-    for _ in 0..SIZES.list_calls {
-        let sent = Instant::now();
-        server.tool("get-session", get.clone())?;
-        times.push(sent.elapsed());
-    }
-    let stats = Stats::of(times);
+    let stats = Stats::timed(SIZES.list_calls, |_| {
+        server.tool("get-session", get.clone()).map(drop)
+    })?;
     report.row(
         &format!(
             "get-session among {} sessions",
             short_count(SIZES.sessions_large)
         ),
-        format!(
-            "p50 {}  p99 {}  ({} calls)",
-            ms(stats.median()),
-            ms(stats.percentile(99.0)),
-            stats.len()
-        ),
+        p50_p99(&stats),
         None,
     );
     server.close()?;
@@ -756,18 +724,15 @@ fn browser_figures(
         None,
     );
 
-    let mut times = Vec::with_capacity(SIZES.browser_navigations);
-    for n in 1..=SIZES.browser_navigations {
+    let stats = Stats::timed(SIZES.browser_navigations, |n| {
         let url = page.url(n);
-        let sent = Instant::now();
         let navigated = server.navigate(&session, &context, &url)?;
-        times.push(sent.elapsed());
         ensure!(
             navigated.url == url && navigated.status == Some(200),
             "navigating to {url} ended as {navigated:?}"
         );
-    }
-    let stats = Stats::of(times);
+        Ok(())
+    })?;
     report.row(
         "navigate to the local page, warm",
         median_p90(&stats, "navigations"),
@@ -775,19 +740,16 @@ fn browser_figures(
     );
 
     for format in ["png", "jpeg"] {
-        let mut times = Vec::with_capacity(SIZES.browser_screenshots);
         let mut bytes = 0;
-        for _ in 0..SIZES.browser_screenshots {
-            let sent = Instant::now();
+        let stats = Stats::timed(SIZES.browser_screenshots, |_| {
             let shot = server.screenshot(&session, &context, format)?;
-            times.push(sent.elapsed());
             ensure!(
                 (shot.width, shot.height) == (1280, 720) && shot.format == format,
                 "asked for a 1280×720 {format} screenshot, got {shot:?}"
             );
             bytes += shot.bytes;
-        }
-        let stats = Stats::of(times);
+            Ok(())
+        })?;
         let label = format!("screenshot 1280×720 {}", format.to_uppercase());
         let size = bytes as f64 / SIZES.browser_screenshots as f64 / 1e3;
         let result = median_p90(&stats, &format!("shots, ~{size:.0} KB"));
@@ -856,6 +818,15 @@ fn browser_figures(
         report.row(&format!("  {measure}"), figure.to_owned(), None);
     }
     Ok(())
+}
+
+fn p50_p99(stats: &Stats) -> String {
+    format!(
+        "p50 {}  p99 {}  ({} calls)",
+        ms(stats.median()),
+        ms(stats.percentile(99.0)),
+        stats.len()
+    )
 }
 
 fn median_p90(stats: &Stats, what: &str) -> String {
@@ -1739,6 +1710,17 @@ impl Stats {
     fn of(mut samples: Vec<Duration>) -> Self {
         samples.sort();
         Self { sorted: samples }
+    }
+
+    /// Runs `call` `n` times (with the run's number, from 1) and times each run.
+    fn timed(n: usize, mut call: impl FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<Self> {
+        let mut samples = Vec::with_capacity(n);
+        for run in 1..=n {
+            let sent = Instant::now();
+            call(run)?;
+            samples.push(sent.elapsed());
+        }
+        Ok(Self::of(samples))
     }
 
     fn len(&self) -> usize {

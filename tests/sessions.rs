@@ -433,12 +433,7 @@ fn s08_disabling_a_user_ends_their_sessions_at_once() {
     let second = server.login("bob", "bob-password-0123");
     let bystander = server.login("demo", "demo123!");
 
-    let out = server.user_command(&["user", "disable", "bob"], "");
-    assert!(
-        out.status.success(),
-        "user disable failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.command_ok(&["user", "disable", "bob"], "");
 
     server.call_err(
         "get-session",
@@ -466,8 +461,7 @@ fn s08_disabling_a_user_ends_their_sessions_at_once() {
     });
     assert_eq!(revoked["detail"]["reason"], "revoked");
 
-    let out = server.user_command(&["user", "enable", "bob"], "");
-    assert!(out.status.success());
+    server.command_ok(&["user", "enable", "bob"], "");
     server.call_err(
         "get-session",
         json!({"sessionId": session_id(&second)}),
@@ -482,12 +476,7 @@ fn s08_changing_a_password_ends_the_users_sessions_at_once() {
     server.add_user("carol", "carol-password-01", &["user"]);
     let live = server.login("carol", "carol-password-01");
 
-    let out = server.user_command(&["user", "passwd", "carol"], "carol-new-password-02\n");
-    assert!(
-        out.status.success(),
-        "user passwd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.command_ok(&["user", "passwd", "carol"], "carol-new-password-02\n");
 
     server.call_err(
         "list-sessions",
@@ -667,8 +656,7 @@ fn s11_unknown_user_and_wrong_password_are_indistinguishable() {
     server.add_user("dora", "dora-password-0123", &["user"]);
     let dora = server.login("dora", "dora-password-0123");
     server.call_ok("get-session", json!({"sessionId": session_id(&dora)}));
-    let out = server.user_command(&["user", "disable", "dora"], "");
-    assert!(out.status.success());
+    server.command_ok(&["user", "disable", "dora"], "");
 
     let wrong_password = json!({"username": "demo", "password": "not-the-password"});
     let unknown_user = json!({"username": "nobody-here", "password": "not-the-password"});

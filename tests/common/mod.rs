@@ -388,8 +388,17 @@ impl Server {
     }
 
     /// Runs `mcp-sessions user …` against this server's directories, with `stdin` as input.
-    pub fn user_command(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        user_command(&self.data_dir, &self.config_dir, args, stdin)
+    /// Runs `mcp-sessions <args>` on this server's directories (as an operator would beside it)
+    /// and fails the test unless it succeeds.
+    pub fn command_ok(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let out = user_command(&self.data_dir, &self.config_dir, args, stdin);
+        assert!(
+            out.status.success(),
+            "mcp-sessions {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 }
 
