@@ -15,7 +15,7 @@ use base64::Engine;
 use browser_support::{
     INDEX_TEXT, TestSite, browser_contexts, browser_processes, content, kill,
     live_processes_mentioning, main_browser, png_size, profile_dirs, replies_in_arrival_order,
-    send_call, survivors, wait_for_browser_contexts,
+    survivors, wait_for_browser_contexts,
 };
 use common::{Server, Setup, is_session_id, temp_dirs};
 use serde_json::{Value, json};
@@ -933,20 +933,17 @@ fn busy_page_answers_browser_timeout_while_other_contexts_and_sessions_answer() 
     navigate(&mut server, &admin, &other_user, &site.url("/"));
 
     let started = Instant::now();
-    let click = send_call(
-        &mut server,
+    let click = server.send_call(
         "browser-click",
         json!({"sessionId": demo, "contextId": busy, "selector": "#spin"}),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let status = send_call(&mut server, "get-session", json!({"sessionId": demo}));
-    let same_user = send_call(
-        &mut server,
+    let status = server.send_call("get-session", json!({"sessionId": demo}));
+    let same_user = server.send_call(
         "browser-read",
         json!({"sessionId": demo, "contextId": sibling}),
     );
-    let other = send_call(
-        &mut server,
+    let other = server.send_call(
         "browser-read",
         json!({"sessionId": admin, "contextId": other_user}),
     );
@@ -1125,11 +1122,7 @@ fn s07_a_session_deleted_while_its_context_is_created_keeps_no_context() {
     // The user's first context launches Chromium (most of a second): once its profile directory
     // appears the call is under way, and the session is deleted meanwhile.
     let started = Instant::now();
-    let create = send_call(
-        &mut server,
-        "create-browser-context",
-        json!({"sessionId": session}),
-    );
+    let create = server.send_call("create-browser-context", json!({"sessionId": session}));
     let profile = loop {
         if let Some(profile) = profile_dirs(&server.data_dir).pop() {
             break profile;
@@ -1140,7 +1133,7 @@ fn s07_a_session_deleted_while_its_context_is_created_keeps_no_context() {
         );
         std::thread::sleep(Duration::from_millis(5));
     };
-    let delete = send_call(&mut server, "delete-session", json!({"sessionId": session}));
+    let delete = server.send_call("delete-session", json!({"sessionId": session}));
     let replies = replies_in_arrival_order(
         &mut server,
         &[create, delete],

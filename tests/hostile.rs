@@ -53,15 +53,6 @@ fn raw_call(id: i64, tool: &str, raw_arguments: &str) -> String {
     )
 }
 
-/// The tool result answering `id`, failing on a JSON-RPC error.
-fn tool_reply(server: &mut Server, id: i64) -> common::ToolReply {
-    let response = server.response(id);
-    let result = response
-        .get("result")
-        .unwrap_or_else(|| panic!("request {id} got a protocol error: {response}"));
-    common::ToolReply::from_result(result.clone())
-}
-
 #[test]
 fn deeply_nested_json_is_a_parse_error_and_the_server_goes_on() {
     let mut server = Server::start(Setup::demo());
@@ -127,7 +118,7 @@ fn nested_objects_inside_tool_arguments_are_refused_by_name() {
     for (n, (tool, arguments, code, field)) in cases.iter().enumerate() {
         let id = 9100 + n as i64;
         server.send_line(&raw_call(id, tool, arguments));
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert!(reply.is_error, "{tool}: {}", reply.body);
         assert_eq!(reply.body["code"], *code, "{tool}: {}", reply.body);
         let message = reply.body["error"].as_str().unwrap_or_default();
@@ -186,7 +177,7 @@ fn nul_bytes_in_lines_and_strings_are_refused_or_handled() {
     for (n, (tool, arguments, code)) in escaped.iter().enumerate() {
         let id = 9210 + n as i64;
         server.send_line(&raw_call(id, tool, arguments));
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert!(reply.is_error, "{tool} {arguments}: {}", reply.body);
         assert_eq!(
             reply.body["code"], *code,
@@ -365,7 +356,7 @@ fn extreme_numbers_for_duration_are_refused_or_exact() {
             "create-session",
             &format!(r#"{{"username":"demo","password":"demo123!","duration":{number}}}"#),
         ));
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert!(
             reply.is_error,
             "duration {number} was accepted: {}",
@@ -398,7 +389,7 @@ fn extreme_numbers_for_duration_are_refused_or_exact() {
             "create-session",
             &format!(r#"{{"username":"demo","password":"demo123!","duration":{number}}}"#),
         ));
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         if reply.is_error {
             assert_eq!(
                 reply.body["code"], "INVALID_ARGUMENT",
@@ -435,7 +426,7 @@ fn duplicate_keys_are_answered_and_the_value_checked_is_the_value_used() {
             "get-session",
             &format!(r#"{{"sessionId":"{first}","sessionId":"{last}"}}"#),
         ));
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         if reply.is_error {
             assert!(
                 ["INVALID_SESSION_ID", "INVALID_ARGUMENT"]

@@ -10,19 +10,6 @@ use std::time::{Duration, Instant};
 use common::{Server, Setup, ToolReply};
 use serde_json::{Value, json};
 
-fn send_tool(server: &mut Server, tool: &str, arguments: Value) -> i64 {
-    server.send_request("tools/call", json!({"name": tool, "arguments": arguments}))
-}
-
-/// The tool result answering `id`; a JSON-RPC error fails the test.
-fn tool_reply(server: &mut Server, id: i64) -> ToolReply {
-    let response = server.response(id);
-    let result = response
-        .get("result")
-        .unwrap_or_else(|| panic!("request {id} got a protocol error: {response}"));
-    ToolReply::from_result(result.clone())
-}
-
 fn text(value: &Value) -> String {
     value
         .as_str()
@@ -58,15 +45,15 @@ fn assert_dead(server: &mut Server, login: &Login, also_tokens: &[(String, Strin
     let by_id = json!({"sessionId": login.session_id});
     let mut ids = vec![
         (
-            send_tool(server, "get-session", by_id.clone()),
+            server.send_call("get-session", by_id.clone()),
             "get-session by id",
         ),
         (
-            send_tool(server, "list-sessions", by_id.clone()),
+            server.send_call("list-sessions", by_id.clone()),
             "list-sessions by id",
         ),
         (
-            send_tool(server, "delete-session", by_id),
+            server.send_call("delete-session", by_id),
             "delete-session by id",
         ),
     ];
@@ -74,24 +61,23 @@ fn assert_dead(server: &mut Server, login: &Login, also_tokens: &[(String, Strin
     tokens.extend_from_slice(also_tokens);
     for (access, refresh) in &tokens {
         ids.push((
-            send_tool(
-                server,
+            server.send_call(
                 "get-session",
                 json!({"sessionId": login.session_id, "accessToken": access}),
             ),
             "get-session by token",
         ));
         ids.push((
-            send_tool(server, "list-sessions", json!({"accessToken": access})),
+            server.send_call("list-sessions", json!({"accessToken": access})),
             "list-sessions by token",
         ));
         ids.push((
-            send_tool(server, "refresh-session", json!({"refreshToken": refresh})),
+            server.send_call("refresh-session", json!({"refreshToken": refresh})),
             "refresh-session",
         ));
     }
     for (id, what) in ids {
-        let reply = tool_reply(server, id);
+        let reply = server.reply(id);
         assert_failed_with(
             &reply,
             &["SESSION_NOT_FOUND", "SESSION_EXPIRED", "AUTH_FAILED"],
@@ -111,20 +97,20 @@ fn get_session_racing_delete_never_succeeds_after_the_delete_answered() {
         let mut racing = Vec::new();
         for n in 0..30 {
             let arguments = if n % 3 == 0 { &by_token } else { &by_id };
-            racing.push(send_tool(&mut server, "get-session", arguments.clone()));
+            racing.push(server.send_call("get-session", arguments.clone()));
         }
-        let delete = send_tool(&mut server, "delete-session", by_id.clone());
+        let delete = server.send_call("delete-session", by_id.clone());
         for n in 0..30 {
             let arguments = if n % 3 == 0 { &by_token } else { &by_id };
-            racing.push(send_tool(&mut server, "get-session", arguments.clone()));
+            racing.push(server.send_call("get-session", arguments.clone()));
         }
-        let deleted = tool_reply(&mut server, delete);
+        let deleted = server.reply(delete);
         assert!(!deleted.is_error, "round {round}: {}", deleted.body);
         assert_eq!(deleted.body["success"], true);
         // Sent after the delete answered, while the pipelined ones may still be in flight.
         assert_dead(&mut server, &session, &[]);
         for id in racing {
-            let reply = tool_reply(&mut server, id);
+            let reply = server.reply(id);
             if reply.is_error {
                 assert_failed_with(
                     &reply,
@@ -157,16 +143,14 @@ fn refresh_racing_delete_never_succeeds_after_the_delete_answered() {
         for session in &sessions {
             let by_id = json!({"sessionId": session.session_id});
             let (refresh, delete) = if round % 2 == 0 {
-                let refresh = send_tool(
-                    &mut server,
+                let refresh = server.send_call(
                     "refresh-session",
                     json!({"refreshToken": session.refresh_token}),
                 );
-                (refresh, send_tool(&mut server, "delete-session", by_id))
+                (refresh, server.send_call("delete-session", by_id))
             } else {
-                let delete = send_tool(&mut server, "delete-session", by_id);
-                let refresh = send_tool(
-                    &mut server,
+                let delete = server.send_call("delete-session", by_id);
+                let refresh = server.send_call(
                     "refresh-session",
                     json!({"refreshToken": session.refresh_token}),
                 );
@@ -175,8 +159,8 @@ fn refresh_racing_delete_never_succeeds_after_the_delete_answered() {
             pairs.push((refresh, delete));
         }
         for (session, (refresh, delete)) in sessions.iter().zip(pairs) {
-            let deleted = tool_reply(&mut server, delete);
-            let refreshed = tool_reply(&mut server, refresh);
+            let deleted = server.reply(delete);
+            let refreshed = server.reply(refresh);
             // A refresh cannot end the session (its token is used once), so the delete succeeds.
             assert!(!deleted.is_error, "round {round}: {}", deleted.body);
             let mut rotated = Vec::new();
@@ -223,17 +207,13 @@ fn fifty_pipelined_refreshes_of_one_token_succeed_exactly_once() {
         let session = login(&mut server, "demo", "demo123!");
         let ids: Vec<i64> = (0..50)
             .map(|_| {
-                send_tool(
-                    &mut server,
+                server.send_call(
                     "refresh-session",
                     json!({"refreshToken": session.refresh_token}),
                 )
             })
             .collect();
-        let replies: Vec<ToolReply> = ids
-            .into_iter()
-            .map(|id| tool_reply(&mut server, id))
-            .collect();
+        let replies: Vec<ToolReply> = ids.into_iter().map(|id| server.reply(id)).collect();
         let winners: Vec<&ToolReply> = replies.iter().filter(|r| !r.is_error).collect();
         assert_eq!(
             winners.len(),
@@ -278,15 +258,13 @@ fn an_idle_expired_session_is_never_revived_by_concurrent_use() {
     let mut by_token = Vec::new();
     for n in 0..80 {
         match n % 4 {
-            0 => by_session_id.push(send_tool(&mut server, "get-session", by_id.clone())),
-            1 => by_session_id.push(send_tool(&mut server, "list-sessions", by_id.clone())),
-            2 => by_token.push(send_tool(
-                &mut server,
+            0 => by_session_id.push(server.send_call("get-session", by_id.clone())),
+            1 => by_session_id.push(server.send_call("list-sessions", by_id.clone())),
+            2 => by_token.push(server.send_call(
                 "list-sessions",
                 json!({"accessToken": session.access_token}),
             )),
-            _ => by_token.push(send_tool(
-                &mut server,
+            _ => by_token.push(server.send_call(
                 "get-session",
                 json!({"sessionId": session.session_id, "accessToken": session.access_token}),
             )),
@@ -295,24 +273,23 @@ fn an_idle_expired_session_is_never_revived_by_concurrent_use() {
     // Refreshes end an idle session on their own: they go in a second wave, so that the first
     // shows that uses alone never bring the session back.
     for id in by_session_id {
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert_failed_with(&reply, &["SESSION_EXPIRED"], "a call by the expired id");
     }
     for id in by_token {
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert_failed_with(&reply, &["AUTH_FAILED"], "a call by the expired token");
     }
     let refreshes: Vec<i64> = (0..10)
         .map(|_| {
-            send_tool(
-                &mut server,
+            server.send_call(
                 "refresh-session",
                 json!({"refreshToken": session.refresh_token}),
             )
         })
         .collect();
     for id in refreshes {
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert_failed_with(
             &reply,
             &["SESSION_EXPIRED", "AUTH_FAILED"],
@@ -356,18 +333,18 @@ fn once_idle_expiry_is_seen_no_later_request_succeeds() {
     let deadline = Instant::now() + Duration::from_millis(3500);
     while Instant::now() < deadline {
         for _ in 0..3 {
-            in_flight.push(send_tool(&mut server, "get-session", watch.clone()));
+            in_flight.push(server.send_call("get-session", watch.clone()));
         }
         if seen_failure {
             for _ in 0..2 {
-                in_flight.push(send_tool(&mut server, "get-session", by_id.clone()));
+                in_flight.push(server.send_call("get-session", by_id.clone()));
             }
             after_failure.extend(in_flight.iter().rev().take(5));
         }
         // Keep a few requests in flight, so that they overlap, and read the rest.
         while in_flight.len() > 4 {
             let oldest = in_flight.remove(0);
-            let reply = tool_reply(&mut server, oldest);
+            let reply = server.reply(oldest);
             if reply.is_error {
                 assert_failed_with(&reply, &["SESSION_EXPIRED"], "get-session");
                 seen_failure = true;
@@ -383,7 +360,7 @@ fn once_idle_expiry_is_seen_no_later_request_succeeds() {
         std::thread::sleep(Duration::from_millis(10));
     }
     for id in in_flight {
-        let reply = tool_reply(&mut server, id);
+        let reply = server.reply(id);
         assert!(
             reply.is_error || !after_failure.contains(&id),
             "request {id} succeeded after the session was seen expired: {}",

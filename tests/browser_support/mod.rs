@@ -479,11 +479,6 @@ pub fn wait_for_browser_contexts(
     }
 }
 
-/// Sends a tools/call without waiting for it.
-pub fn send_call(server: &mut Server, tool: &str, arguments: Value) -> i64 {
-    server.send_request("tools/call", json!({"name": tool, "arguments": arguments}))
-}
-
 /// Reads stdout until every id in `ids` has answered; returns each reply with the order and time
 /// (since `since`) it arrived. Nothing else may be in flight.
 pub fn replies_in_arrival_order(

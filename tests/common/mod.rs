@@ -288,10 +288,24 @@ impl Server {
         }
     }
 
+    /// Sends a tools/call without waiting for it; [`Server::reply`] reads its answer.
+    pub fn send_call(&mut self, tool: &str, arguments: Value) -> i64 {
+        self.send_request("tools/call", json!({"name": tool, "arguments": arguments}))
+    }
+
+    /// The tool result answering `id` (`isError` may be true); a JSON-RPC error fails the test.
+    pub fn reply(&mut self, id: i64) -> ToolReply {
+        let response = self.response(id);
+        let result = response
+            .get("result")
+            .unwrap_or_else(|| panic!("request {id} got a protocol error: {response}"));
+        ToolReply::from_result(result.clone())
+    }
+
     /// Calls a tool and returns its result (`isError` may be true).
     pub fn call(&mut self, tool: &str, arguments: Value) -> ToolReply {
-        let result = self.request("tools/call", json!({"name": tool, "arguments": arguments}));
-        ToolReply::from_result(result)
+        let id = self.send_call(tool, arguments);
+        self.reply(id)
     }
 
     /// Calls a tool that must succeed; returns its structured content.
