@@ -13,25 +13,25 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditEvent, AuditLog, nist};
+use crate::auth::rbac::RoleTable;
+use crate::auth::secret::SecretString;
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
+use crate::auth::tokens::{TokenService, load_signing_key};
+use crate::auth::users::UserStore;
 use crate::browser::BrowserManager;
 use crate::config::{Config, Paths};
-use crate::rbac::RoleTable;
-use crate::secret::SecretString;
 use crate::server::McpSessions;
 use crate::sessions::{EndReason, EndedSession, SessionId, SessionLimits, SessionStore};
-use crate::throttle::{LoginThrottle, ThrottleConfig};
-use crate::tokens::{TokenService, load_signing_key};
 use crate::transport::LineTransport;
-use crate::users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Users(#[from] crate::users::UserError),
+    Users(#[from] crate::auth::users::UserError),
     #[error(transparent)]
-    Key(#[from] crate::tokens::KeyError),
+    Key(#[from] crate::auth::tokens::KeyError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error("cannot read MCP_SESSIONS_PASSWORD_FILE {path}: {source}")]
@@ -113,7 +113,7 @@ pub struct AppState {
     pub bootstrap: Option<Bootstrap>,
     pub browser: BrowserManager,
     /// The signing key file, watched for `mcp-sessions key rotate` (absent with MCP_SESSIONS_JWT_SECRET).
-    pub key_watch: Option<crate::watch::FileWatch>,
+    pub key_watch: Option<crate::files::FileWatch>,
 }
 
 impl AppState {
@@ -183,7 +183,7 @@ impl App {
             let until = crate::clock::now_ms() / 1000 + config.jwt_key_grace;
             tokens.accept_previous(load_signing_key(Some(previous), &paths.key_file())?, until);
         }
-        let key_watch = key_from_file.then(|| crate::watch::FileWatch::new(paths.key_file()));
+        let key_watch = key_from_file.then(|| crate::files::FileWatch::new(paths.key_file()));
         let (ended_tx, ended_rx) = unbounded_channel();
         let sessions = SessionStore::new(
             SessionLimits {

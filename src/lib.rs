@@ -14,20 +14,12 @@
 
 pub mod app;
 pub mod audit;
-pub mod audit_tail;
+pub mod auth;
 pub mod browser;
-pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod doctor;
-pub mod install;
-pub mod rbac;
-pub mod seal;
-pub mod secret;
+pub mod files;
+pub mod ops;
 pub mod server;
 pub mod sessions;
-pub mod throttle;
-pub mod tokens;
 pub mod transport;
-pub mod users;
-pub mod watch;

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use mcp_sessions::app::{App, Options};
-use mcp_sessions::cli::{
+use mcp_sessions::config::{Config, Paths};
+use mcp_sessions::ops::{
     Cli, Command, GlobalArgs, run_audit_command, run_doctor_command, run_install_command,
     run_key_command, run_user_command,
 };
-use mcp_sessions::config::{Config, Paths};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging() {

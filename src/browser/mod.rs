@@ -511,8 +511,8 @@ impl BrowserManager {
         let (cdp_id, target_id, page) = self
             .finish(&browser, action_timeout * 2, task, false)
             .await?;
-        let id =
-            crate::secret::random_hex_id().map_err(|e| BrowserError::Internal(e.to_string()))?;
+        let id = crate::auth::secret::random_hex_id()
+            .map_err(|e| BrowserError::Internal(e.to_string()))?;
         let entry = Arc::new(ContextEntry {
             id: id.clone(),
             name: name.unwrap_or_else(|| format!("context-{}", &id[..8])),

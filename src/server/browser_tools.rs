@@ -19,12 +19,12 @@ use super::McpSessions;
 use super::errors::ToolError;
 use crate::audit::{AuditEvent, nist};
 
+use crate::auth::rbac::Permission;
+use crate::auth::secret::SecretString;
 use crate::browser::page::{self, PageError, ShotLimits};
 use crate::browser::policy::origin;
 use crate::browser::{BrowserError, CdpConnection, ContextInfo, Owner};
 use crate::clock::rfc3339;
-use crate::rbac::Permission;
-use crate::secret::SecretString;
 use crate::sessions::SessionInfo;
 
 // Results are spelled `Result<Json<T>, CallToolResult>`: rmcp's macro finds the output schema

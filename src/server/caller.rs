@@ -7,12 +7,12 @@ use serde_json::json;
 use super::McpSessions;
 use super::errors::{Code, ToolError};
 use crate::audit::{AuditEvent, nist};
+use crate::auth::rbac::Permission;
+use crate::auth::secret::SecretString;
+use crate::auth::tokens::TokenKind;
+use crate::auth::users::MAX_PASSWORD_BYTES;
 use crate::clock::now_ms;
-use crate::rbac::Permission;
-use crate::secret::SecretString;
 use crate::sessions::{IssuedTokens, SessionError, SessionId, SessionInfo};
-use crate::tokens::TokenKind;
-use crate::users::MAX_PASSWORD_BYTES;
 
 /// An authenticated caller: the live session its credential belongs to.
 pub(super) struct Caller {

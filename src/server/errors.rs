@@ -91,7 +91,7 @@ impl ToolError {
         Self::new(Code::InvalidArgument, message)
     }
 
-    pub fn permission_denied(permission: crate::rbac::Permission) -> Self {
+    pub fn permission_denied(permission: crate::auth::rbac::Permission) -> Self {
         Self::new(
             Code::PermissionDenied,
             format!(

@@ -14,11 +14,11 @@ use super::McpSessions;
 use super::caller::Caller;
 use super::errors::{Code, ToolError};
 use crate::audit::{AuditEvent, nist};
+use crate::auth::rbac::Permission;
+use crate::auth::secret::SecretString;
+use crate::auth::tokens::TokenKind;
 use crate::clock::{now_ms, rfc3339};
-use crate::rbac::Permission;
-use crate::secret::SecretString;
 use crate::sessions::{IssuedTokens, SessionInfo};
-use crate::tokens::TokenKind;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::rbac::RoleTable;
 use crate::browser::BrowserConfig;
-use crate::rbac::RoleTable;
 
 /// Environment variables with the `MCP_SESSIONS_` prefix that are not configuration keys.
 const RESERVED_ENV: &[&str] = &[

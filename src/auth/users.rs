@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::SecretString;
-use crate::watch::{FileStamp, stamp_of};
+use crate::auth::secret::SecretString;
+use crate::files::{FileStamp, stamp_of};
 
 /// Shortest new password, in characters (NIST SP 800-63B-4 for single-factor passwords).
 pub const MIN_PASSWORD_CHARS: usize = 15;

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::seal::{SealKey, Sealed};
-use crate::secret::SecretString;
-use crate::tokens::{Claims, TokenKind, TokenService};
-use crate::users::{User, UserRecord, UserStore};
+use crate::auth::seal::{SealKey, Sealed};
+use crate::auth::secret::SecretString;
+use crate::auth::tokens::{Claims, TokenKind, TokenService};
+use crate::auth::users::{User, UserRecord, UserStore};
 
 /// 32 random bytes, shown as 64 lowercase hex characters. Stored binary to keep sessions small.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +33,7 @@ impl SessionId {
 
     fn generate() -> Result<Self, SessionError> {
         let mut bytes = [0u8; 32];
-        crate::secret::fill_random(&mut bytes)
+        crate::auth::secret::fill_random(&mut bytes)
             .map_err(|_| SessionError::Internal("random generator failed"))?;
         Ok(Self(bytes))
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::auth::users::UsersFile;
 use crate::config::{Config, Paths};
-use crate::users::UsersFile;
 
 /// How long `chromium --version` may take.
 const BROWSER_VERSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,7 +261,7 @@ fn check_dir(what: &'static str, dir: &Path, creates_it: &str) -> Check {
 fn check_jwt_key(paths: &Paths) -> Check {
     match std::env::var("MCP_SESSIONS_JWT_SECRET") {
         Ok(secret) if !secret.is_empty() => {
-            if secret.len() >= crate::tokens::MIN_KEY_BYTES {
+            if secret.len() >= crate::auth::tokens::MIN_KEY_BYTES {
                 Check::ok(
                     "jwt.key",
                     format!(
@@ -275,7 +275,7 @@ fn check_jwt_key(paths: &Paths) -> Check {
                     format!(
                         "MCP_SESSIONS_JWT_SECRET is {} bytes; at least {} are needed",
                         secret.len(),
-                        crate::tokens::MIN_KEY_BYTES
+                        crate::auth::tokens::MIN_KEY_BYTES
                     ),
                     "set it to 32+ random bytes (e.g. `openssl rand -hex 32`), or unset it to use jwt.key",
                 )
@@ -292,13 +292,13 @@ fn check_key_file(what: &'static str, file: &Path) -> Check {
             format!("{} is not a regular file", file.display()),
             "move it away; the server creates a new key at its next start",
         ),
-        Ok(meta) if meta.len() < crate::tokens::MIN_KEY_BYTES as u64 => Check::fail(
+        Ok(meta) if meta.len() < crate::auth::tokens::MIN_KEY_BYTES as u64 => Check::fail(
             what,
             format!(
                 "{} holds {} bytes; at least {} are needed",
                 file.display(),
                 meta.len(),
-                crate::tokens::MIN_KEY_BYTES
+                crate::auth::tokens::MIN_KEY_BYTES
             ),
             "delete it; the server creates a new one at its next start (tokens and, for audit.key, the log chain restart)",
         ),
@@ -383,7 +383,7 @@ fn check_audit_chain(paths: &Paths) -> Check {
             "restore audit.key from a backup; otherwise keep the log as evidence and move it aside",
         );
     }
-    let key = match crate::tokens::load_signing_key(None, &key_file) {
+    let key = match crate::auth::tokens::load_signing_key(None, &key_file) {
         Ok(key) => key,
         Err(e) => {
             return Check::fail(what, e.to_string(), "see the audit.key row");
@@ -521,10 +521,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("jwt.key");
         assert_eq!(check_key_file("jwt.key", &key).status, Status::Warn);
-        crate::users::write_private(&key, &[7u8; 16]).unwrap();
+        crate::auth::users::write_private(&key, &[7u8; 16]).unwrap();
         assert_eq!(check_key_file("jwt.key", &key).status, Status::Fail);
         std::fs::remove_file(&key).unwrap();
-        crate::users::write_private(&key, &[7u8; 32]).unwrap();
+        crate::auth::users::write_private(&key, &[7u8; 32]).unwrap();
         let check = check_key_file("jwt.key", &key);
         assert_eq!(check.status, Status::Ok);
         assert!(!check.found.contains("0707"), "no key bytes in the report");

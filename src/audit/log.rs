@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::secret::SecretBytes;
+use crate::auth::secret::SecretBytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -242,7 +242,7 @@ impl AuditLog {
         };
         if last.is_none() {
             let mut genesis = [0u8; 16];
-            crate::secret::fill_random(&mut genesis)
+            crate::auth::secret::fill_random(&mut genesis)
                 .map_err(|_| open_err(std::io::Error::other("random generator failed")))?;
             let mut writer = log.lock_writer()?;
             log.start_file(&mut writer, hex::encode(genesis))?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::{SecretBytes, fill_random};
+use crate::auth::secret::{SecretBytes, fill_random};
 
 /// Shortest signing key accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -257,7 +257,7 @@ pub fn load_signing_key(
             if let Some(dir) = key_file.parent() {
                 crate::config::ensure_private_dir(dir).map_err(io)?;
             }
-            crate::users::write_private(key_file, &bytes).map_err(io)?;
+            crate::auth::users::write_private(key_file, &bytes).map_err(io)?;
             Ok(SecretBytes::new(bytes))
         }
         Err(e) => Err(io(e)),

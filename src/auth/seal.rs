@@ -42,7 +42,7 @@ impl std::fmt::Debug for Sealed {
 impl SealKey {
     pub fn generate() -> Result<Self, SealError> {
         let mut key = Zeroizing::new([0u8; 32]);
-        crate::secret::fill_random(key.as_mut()).map_err(|_| SealError::Random)?;
+        crate::auth::secret::fill_random(key.as_mut()).map_err(|_| SealError::Random)?;
         Ok(Self(key))
     }
 
@@ -52,7 +52,7 @@ impl SealKey {
 
     pub fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Result<Sealed, SealError> {
         let mut nonce = [0u8; 12];
-        crate::secret::fill_random(&mut nonce).map_err(|_| SealError::Random)?;
+        crate::auth::secret::fill_random(&mut nonce).map_err(|_| SealError::Random)?;
         let ciphertext = self
             .cipher()
             .encrypt(

@@ -3,17 +3,20 @@
 //! the crate takes. The operator commands are the only code that writes to stdout besides the MCP
 //! transport, and only when not serving.
 
+pub mod doctor;
+pub mod install;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Paths;
-use crate::install::{DEFAULT_ENTRY_NAME, Host, InstallError, Mode, Request};
-use crate::secret::SecretString;
-use crate::users::{
+use crate::auth::secret::SecretString;
+use crate::auth::users::{
     UserError, UserRecord, UsersFile, check_new_password, check_username, hash_password,
 };
+use crate::config::Paths;
+use crate::ops::install::{DEFAULT_ENTRY_NAME, Host, InstallError, Mode, Request};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -164,7 +167,7 @@ pub fn run_install_command(
         roles: args.roles,
         mode,
     };
-    crate::install::run(
+    crate::ops::install::run(
         request,
         paths,
         &mut |prompt, new| read_password(prompt, new),
@@ -175,7 +178,7 @@ pub fn run_install_command(
 
 /// Runs `doctor`; `Ok(false)` when a check failed.
 pub fn run_doctor_command(paths: &Paths, settings: &[String]) -> anyhow::Result<bool> {
-    let report = crate::doctor::run(paths, settings);
+    let report = crate::ops::doctor::run(paths, settings);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -201,13 +204,14 @@ pub enum KeyCommand {
 pub fn run_key_command(command: KeyCommand, paths: &Paths) -> anyhow::Result<()> {
     let KeyCommand::Rotate = command;
     let file = paths.key_file();
-    let mut bytes = vec![0u8; crate::tokens::MIN_KEY_BYTES];
-    crate::secret::fill_random(&mut bytes).map_err(|e| anyhow::anyhow!("random generator: {e}"))?;
+    let mut bytes = vec![0u8; crate::auth::tokens::MIN_KEY_BYTES];
+    crate::auth::secret::fill_random(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("random generator: {e}"))?;
     crate::config::ensure_private_dir(&paths.data_dir)?;
     let tmp = file.with_extension("key.tmp");
-    crate::users::write_private(&tmp, &bytes)?;
+    crate::auth::users::write_private(&tmp, &bytes)?;
     std::fs::rename(&tmp, &file)?;
-    let kid = crate::tokens::key_id(&crate::secret::SecretBytes::new(bytes));
+    let kid = crate::auth::tokens::key_id(&crate::auth::secret::SecretBytes::new(bytes));
     writeln!(
         std::io::stdout().lock(),
         "rotated {}: new kid {kid}",
@@ -265,8 +269,8 @@ pub fn run_audit_command(command: AuditCommand, paths: &Paths) -> anyhow::Result
             file,
         } => {
             let file = file.unwrap_or_else(|| paths.audit_file());
-            let filter = crate::audit_tail::Filter { user, event };
-            crate::audit_tail::run(&file, lines, follow, &filter, &mut std::io::stdout().lock())?;
+            let filter = crate::audit::tail::Filter { user, event };
+            crate::audit::tail::run(&file, lines, follow, &filter, &mut std::io::stdout().lock())?;
             return Ok(true);
         }
     };
@@ -277,7 +281,7 @@ pub fn run_audit_command(command: AuditCommand, paths: &Paths) -> anyhow::Result
             paths.audit_key_file().display()
         );
     }
-    let key = crate::tokens::load_signing_key(None, &paths.audit_key_file())?;
+    let key = crate::auth::tokens::load_signing_key(None, &paths.audit_key_file())?;
     let mut out = std::io::stdout().lock();
     match crate::audit::verify(&file, &key)? {
         crate::audit::Verdict::Intact { lines } => {

@@ -12,12 +12,12 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::Paths;
-use crate::secret::SecretString;
-use crate::users::{
+use crate::auth::secret::SecretString;
+use crate::auth::users::{
     UserError, UserRecord, UsersFile, check_new_password, check_username, hash_password,
     verify_password,
 };
+use crate::config::Paths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -472,8 +472,8 @@ fn write_password_file(path: &Path, password: &SecretString) -> std::io::Result<
     let _ = std::fs::remove_file(&tmp);
     let mut content = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
     content.push(b'\n');
-    let written =
-        crate::users::write_private(&tmp, &content).and_then(|()| std::fs::rename(&tmp, path));
+    let written = crate::auth::users::write_private(&tmp, &content)
+        .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -1,0 +1,5 @@
+//! Sessions: who is logged in, until when.
+
+mod memory;
+
+pub use memory::*;
