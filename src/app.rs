@@ -18,10 +18,11 @@ use crate::auth::secret::SecretString;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::tokens::{TokenService, load_signing_key};
 use crate::auth::users::UserStore;
-use crate::browser::BrowserManager;
-use crate::config::{Config, Paths};
-use crate::server::McpSessions;
-use crate::sessions::{EndReason, EndedSession, SessionId, SessionLimits, SessionStore};
+use crate::browser::{BrowserManager, UrlPolicy};
+use crate::config::{Config, ConfigError, Paths};
+use crate::files::FileWatch;
+use crate::server::{Bootstrap, McpSessions, ServerState};
+use crate::sessions::{EndReason, EndedSession, SessionLimits, SessionStore};
 use crate::transport::LineTransport;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,16 +44,22 @@ pub enum StartError {
         "MCP_SESSIONS_USER is set but neither MCP_SESSIONS_PASSWORD nor MCP_SESSIONS_PASSWORD_FILE is"
     )]
     BootstrapPassword,
-    #[error("{0}")]
-    Server(String),
 }
 
-/// The user the host logged in through the environment; calls without a credential act as it.
-pub struct Bootstrap {
-    pub username: String,
-    pub password: SecretString,
-    /// Its current session; replaced by a fresh login when it has ended.
-    pub session: tokio::sync::Mutex<Option<SessionId>>,
+/// The rules of the configuration that belong to the parts it configures: permission names
+/// (the role table) and origin patterns (the browser's URL policy). Start-up and `doctor` check
+/// them here, with the same error as the rest of the configuration.
+pub fn configured_rules(config: &Config) -> Result<(RoleTable, UrlPolicy), ConfigError> {
+    let roles = RoleTable::from_config(&config.roles).map_err(|reason| ConfigError::Invalid {
+        key: "roles",
+        reason,
+    })?;
+    let policy = UrlPolicy::new(&config.browser.allow_origins, &config.browser.deny_origins)
+        .map_err(|reason| ConfigError::Invalid {
+            key: "browser.allow_origins",
+            reason,
+        })?;
+    Ok((roles, policy))
 }
 
 /// What the server is started with.
@@ -100,43 +107,6 @@ impl Options {
     }
 }
 
-/// Everything the tools share.
-pub struct AppState {
-    pub config: Config,
-    pub paths: Paths,
-    pub users: UserStore,
-    pub sessions: SessionStore,
-    pub tokens: Arc<TokenService>,
-    pub audit: AuditLog,
-    pub throttle: LoginThrottle,
-    pub roles: RoleTable,
-    pub bootstrap: Option<Bootstrap>,
-    pub browser: BrowserManager,
-    /// The signing key file, watched for `mcp-sessions key rotate` (absent with MCP_SESSIONS_JWT_SECRET).
-    pub key_watch: Option<crate::files::FileWatch>,
-}
-
-impl AppState {
-    /// Closes the browser contexts of a session that ended, auditing each.
-    pub async fn close_session_contexts(
-        &self,
-        session_id: &SessionId,
-        user_id: &str,
-        username: &str,
-        reason: &str,
-    ) {
-        let session_hex = session_id.to_hex();
-        for context in self.browser.close_session(&session_hex).await {
-            self.audit.record_or_log(
-                AuditEvent::new("context.close", "success", &[nist::AC_12, nist::AU_3])
-                    .user(user_id, username)
-                    .session(&session_hex)
-                    .detail(json!({"contextId": context.context_id, "reason": reason})),
-            );
-        }
-    }
-}
-
 /// Aborts the background task when the server is dropped, so no task outlives its owner.
 struct TaskGuard(JoinHandle<()>);
 
@@ -148,7 +118,7 @@ impl Drop for TaskGuard {
 
 /// A started server.
 pub struct App {
-    pub state: Arc<AppState>,
+    pub state: Arc<ServerState>,
     ended: Option<UnboundedReceiver<EndedSession>>,
 }
 
@@ -168,6 +138,7 @@ impl App {
                 "demo users are enabled (admin/admin123!, demo/demo123!, viewer/viewer123!): never use --demo outside a trial"
             );
         }
+        let (roles, policy) = configured_rules(&config)?;
         let users = UserStore::open(paths.users_file(), demo)?;
         let key_from_file = jwt_secret.is_none();
         let key = load_signing_key(jwt_secret, &paths.key_file())?;
@@ -183,7 +154,7 @@ impl App {
             let until = crate::clock::now_ms() / 1000 + config.jwt_key_grace;
             tokens.accept_previous(load_signing_key(Some(previous), &paths.key_file())?, until);
         }
-        let key_watch = key_from_file.then(|| crate::files::FileWatch::new(paths.key_file()));
+        let key_watch = key_from_file.then(|| FileWatch::new(paths.key_file()));
         let (ended_tx, ended_rx) = unbounded_channel();
         let sessions = SessionStore::new(
             SessionLimits {
@@ -204,16 +175,14 @@ impl App {
             lock_secs: config.login_lock_duration,
             per_minute: config.login_rate_per_minute,
         });
-        let roles = config.role_table();
-        let browser = BrowserManager::new(config.browser.clone(), &paths.data_dir)
-            .map_err(StartError::Server)?;
+        let browser = BrowserManager::new(config.browser.clone(), policy, &paths.data_dir);
         let bootstrap = bootstrap.map(|(username, password)| Bootstrap {
             username,
             password,
             session: tokio::sync::Mutex::new(None),
         });
         Ok(Self {
-            state: Arc::new(AppState {
+            state: Arc::new(ServerState {
                 config,
                 paths,
                 users,
@@ -281,7 +250,7 @@ impl App {
 }
 
 /// Sweeps expired sessions on a timer and audits every session that ended by itself.
-async fn background(state: Arc<AppState>, mut ended: UnboundedReceiver<EndedSession>) {
+async fn background(state: Arc<ServerState>, mut ended: UnboundedReceiver<EndedSession>) {
     let period = Duration::from_secs(state.config.sweep_interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,7 +303,7 @@ fn release_free_memory() {
 
 /// The key file changed (`mcp-sessions key rotate`): sign with the new key from now on; tokens of
 /// the old one keep verifying for `jwt_key_grace` seconds.
-fn rotate_signing_key(state: &AppState, key_file: &std::path::Path) {
+fn rotate_signing_key(state: &ServerState, key_file: &std::path::Path) {
     match load_signing_key(None, key_file) {
         Ok(key) => {
             let until = crate::clock::now_ms() / 1000 + state.config.jwt_key_grace;

@@ -1,9 +1,41 @@
-//! Noticing that a file was changed by another process (the users file, the signing key): a
-//! cheap `stat` compared with the last one seen.
+//! The server's own files: created readable by their owner only (keys, users, audit log,
+//! password files), and noticed when another process changes them (the users file, the signing
+//! key) by a cheap `stat` compared with the last one seen.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+/// Creates `dir` (and parents) with owner-only permissions where the platform has them.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
 
 /// Identifies a version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

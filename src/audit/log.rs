@@ -190,7 +190,7 @@ pub struct AuditLog {
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
-        crate::config::ensure_private_dir(dir)?;
+        crate::files::ensure_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.read(true).append(true).create(true);

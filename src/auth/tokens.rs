@@ -255,9 +255,9 @@ pub fn load_signing_key(
             let mut bytes = vec![0u8; MIN_KEY_BYTES];
             fill_random(&mut bytes).map_err(|_| KeyError::Random)?;
             if let Some(dir) = key_file.parent() {
-                crate::config::ensure_private_dir(dir).map_err(io)?;
+                crate::files::ensure_private_dir(dir).map_err(io)?;
             }
-            crate::auth::users::write_private(key_file, &bytes).map_err(io)?;
+            crate::files::write_private(key_file, &bytes).map_err(io)?;
             Ok(SecretBytes::new(bytes))
         }
         Err(e) => Err(io(e)),

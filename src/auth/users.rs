@@ -135,14 +135,14 @@ impl UsersFile {
             source,
         };
         if let Some(dir) = path.parent() {
-            crate::config::ensure_private_dir(dir).map_err(write_err)?;
+            crate::files::ensure_private_dir(dir).map_err(write_err)?;
         }
         let text = toml::to_string(self).map_err(|e| UserError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
         let tmp = path.with_extension("toml.tmp");
-        write_private(&tmp, text.as_bytes()).map_err(write_err)?;
+        crate::files::write_private(&tmp, text.as_bytes()).map_err(write_err)?;
         std::fs::rename(&tmp, path).map_err(write_err)
     }
 
@@ -152,21 +152,6 @@ impl UsersFile {
             .find(|u| u.username == username)
             .ok_or_else(|| UserError::NotFound(username.to_owned()))
     }
-}
-
-/// Writes `bytes` to a new file readable by its owner only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Checks a username: 1 to 64 bytes of letters, digits, `.`, `_`, `-`, `@`.

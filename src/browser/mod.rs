@@ -17,132 +17,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use crate::config::BrowserConfig;
 pub use cdp::CdpConnection;
 use headless_chrome::protocol::cdp::types::Method;
 use headless_chrome::protocol::cdp::{Browser, Target};
-use serde::Deserialize;
 
 use page::PageError;
 pub use policy::UrlPolicy;
 use process::{ChromeProcess, LaunchSpec};
 pub use process::{INSTALL_ADVICE, find_executable};
 
-/// The `[browser]` configuration section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BrowserConfig {
-    /// Chromium or Chrome executable (after `CHROME_PATH`, before the usual locations).
-    pub chrome_path: Option<PathBuf>,
-    /// Chromium's sandbox: "auto" (on unless running as root), "on" or "off".
-    pub sandbox: String,
-    /// Live contexts one session may hold.
-    pub max_contexts_per_session: usize,
-    /// Default navigation timeout, milliseconds.
-    pub navigation_timeout_ms: u64,
-    /// The longest navigation timeout a call may ask for, milliseconds.
-    pub max_navigation_timeout_ms: u64,
-    /// Timeout of clicks, typing, reads, screenshots and scripts, milliseconds.
-    pub action_timeout_ms: u64,
-    /// How long a browser may take to start, milliseconds.
-    pub launch_timeout_ms: u64,
-    /// Default and maximum `maxChars` of browser-read.
-    pub read_chars: usize,
-    pub max_read_chars: usize,
-    /// Screenshots are scaled to fit these (what hosts accept).
-    pub screenshot_max_side: u32,
-    pub screenshot_max_pixels: u32,
-    /// Default viewport of a new context.
-    pub viewport_width: u32,
-    pub viewport_height: u32,
-    /// Origins navigation may reach (empty: any but the always-blocked ones).
-    pub allow_origins: Vec<String>,
-    /// Origins navigation may never reach.
-    pub deny_origins: Vec<String>,
-    /// A user's browser with no contexts is stopped after this many seconds.
-    pub idle_shutdown: u64,
-}
-
-impl Default for BrowserConfig {
-    fn default() -> Self {
-        Self {
-            chrome_path: None,
-            sandbox: "auto".into(),
-            max_contexts_per_session: 3,
-            navigation_timeout_ms: 30_000,
-            max_navigation_timeout_ms: 120_000,
-            action_timeout_ms: 10_000,
-            launch_timeout_ms: 20_000,
-            read_chars: 20_000,
-            max_read_chars: 200_000,
-            screenshot_max_side: 1568,
-            screenshot_max_pixels: 1_150_000,
-            viewport_width: 1280,
-            viewport_height: 720,
-            allow_origins: Vec::new(),
-            deny_origins: Vec::new(),
-            idle_shutdown: 300,
-        }
-    }
-}
-
-impl BrowserConfig {
-    /// Checks the section; the error names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !matches!(self.sandbox.as_str(), "auto" | "on" | "off") {
-            return Err((
-                "browser.sandbox",
-                "must be \"auto\", \"on\" or \"off\"".into(),
-            ));
-        }
-        let positive = [
-            (
-                "browser.max_contexts_per_session",
-                self.max_contexts_per_session as u64,
-            ),
-            ("browser.navigation_timeout_ms", self.navigation_timeout_ms),
-            ("browser.action_timeout_ms", self.action_timeout_ms),
-            ("browser.launch_timeout_ms", self.launch_timeout_ms),
-            ("browser.read_chars", self.read_chars as u64),
-            (
-                "browser.screenshot_max_side",
-                u64::from(self.screenshot_max_side),
-            ),
-            (
-                "browser.screenshot_max_pixels",
-                u64::from(self.screenshot_max_pixels),
-            ),
-            ("browser.viewport_width", u64::from(self.viewport_width)),
-            ("browser.viewport_height", u64::from(self.viewport_height)),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err((key, "must be greater than 0".into()));
-            }
-        }
-        if self.navigation_timeout_ms > self.max_navigation_timeout_ms {
-            return Err((
-                "browser.navigation_timeout_ms",
-                "must not exceed browser.max_navigation_timeout_ms".into(),
-            ));
-        }
-        if self.read_chars > self.max_read_chars {
-            return Err((
-                "browser.read_chars",
-                "must not exceed browser.max_read_chars".into(),
-            ));
-        }
-        UrlPolicy::new(&self.allow_origins, &self.deny_origins)
-            .map_err(|e| ("browser.allow_origins", e))?;
-        Ok(())
-    }
-
-    fn sandbox_enabled(&self) -> bool {
-        match self.sandbox.as_str() {
-            "on" => true,
-            "off" => false,
-            // Chromium refuses to start sandboxed as root.
-            _ => !running_as_root(),
-        }
+/// Whether Chromium runs sandboxed: "auto" means on unless running as root, which Chromium
+/// refuses.
+fn sandbox_enabled(config: &BrowserConfig) -> bool {
+    match config.sandbox.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => !running_as_root(),
     }
 }
 
@@ -314,11 +205,10 @@ pub struct BrowserManager {
 
 impl BrowserManager {
     /// `data_dir/browser-profiles` holds the profiles; stale ones from a killed run are removed.
-    pub fn new(config: BrowserConfig, data_dir: &Path) -> Result<Self, String> {
-        let policy = UrlPolicy::new(&config.allow_origins, &config.deny_origins)?;
+    pub fn new(config: BrowserConfig, policy: UrlPolicy, data_dir: &Path) -> Self {
         let profile_root = data_dir.join("browser-profiles");
         process::remove_stale_profiles(&profile_root);
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 config,
                 policy,
@@ -327,7 +217,7 @@ impl BrowserManager {
                 contexts: Mutex::new(HashMap::new()),
                 profile_counter: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
     pub fn config(&self) -> &BrowserConfig {
@@ -389,7 +279,7 @@ impl BrowserManager {
                 .profile_root
                 .join(format!("{}-{n}", std::process::id())),
             headless,
-            sandbox: self.shared.config.sandbox_enabled(),
+            sandbox: sandbox_enabled(&self.shared.config),
         };
         let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
         let launched = tokio::task::spawn_blocking(move || {

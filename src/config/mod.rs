@@ -1,15 +1,19 @@
 //! Configuration: `<config_dir>/config.toml`, overridden by `MCP_SESSIONS_*` environment
 //! variables, overridden by `--set key=value` flags. Every timeout and limit is a key so tests can
 //! shrink them. Layers are merged as TOML tables and parsed once into a validated [`Config`];
-//! an unknown key or a bad value stops start-up with a message that names the key.
+//! an unknown key or a bad value stops start-up with a message that names the key. The rules of
+//! two sections belong to the parts they configure (permission names to `auth::rbac`, origin
+//! patterns to `browser::policy`): the composition root checks them with the same error
+//! (`app::configured_rules`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::auth::rbac::RoleTable;
-use crate::browser::BrowserConfig;
+mod browser;
+
+pub use browser::BrowserConfig;
 
 /// Environment variables with the `MCP_SESSIONS_` prefix that are not configuration keys.
 const RESERVED_ENV: &[&str] = &[
@@ -277,19 +281,10 @@ impl Config {
                 reason: "jwt_issuer and jwt_audience must not be empty".into(),
             });
         }
-        RoleTable::from_config(&self.roles).map_err(|reason| ConfigError::Invalid {
-            key: "roles",
-            reason,
-        })?;
         self.browser
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         Ok(())
-    }
-
-    /// The role table this configuration describes.
-    pub fn role_table(&self) -> RoleTable {
-        RoleTable::from_config(&self.roles).unwrap_or_default()
     }
 }
 
@@ -317,22 +312,6 @@ fn insert_dotted(table: &mut toml::Table, key: &str, raw: &str) {
         current = next;
     }
     current.insert(last.to_owned(), value);
-}
-
-/// Creates `dir` (and parents) with owner-only permissions where the platform has them.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
 }
 
 #[cfg(test)]

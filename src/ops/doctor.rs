@@ -162,7 +162,9 @@ fn check_config(paths: &Paths, settings: &[String], checks: &mut Vec<Check>) -> 
     } else {
         format!("{} absent: the defaults apply", file.display())
     };
-    match Config::load(paths, settings) {
+    let loaded = Config::load(paths, settings)
+        .and_then(|config| crate::app::configured_rules(&config).map(|_| config));
+    match loaded {
         Ok(config) => {
             checks.push(Check::ok("config.toml", source));
             Some(config)
@@ -521,10 +523,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("jwt.key");
         assert_eq!(check_key_file("jwt.key", &key).status, Status::Warn);
-        crate::auth::users::write_private(&key, &[7u8; 16]).unwrap();
+        crate::files::write_private(&key, &[7u8; 16]).unwrap();
         assert_eq!(check_key_file("jwt.key", &key).status, Status::Fail);
         std::fs::remove_file(&key).unwrap();
-        crate::auth::users::write_private(&key, &[7u8; 32]).unwrap();
+        crate::files::write_private(&key, &[7u8; 32]).unwrap();
         let check = check_key_file("jwt.key", &key);
         assert_eq!(check.status, Status::Ok);
         assert!(!check.found.contains("0707"), "no key bytes in the report");

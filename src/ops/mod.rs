@@ -207,9 +207,9 @@ pub fn run_key_command(command: KeyCommand, paths: &Paths) -> anyhow::Result<()>
     let mut bytes = vec![0u8; crate::auth::tokens::MIN_KEY_BYTES];
     crate::auth::secret::fill_random(&mut bytes)
         .map_err(|e| anyhow::anyhow!("random generator: {e}"))?;
-    crate::config::ensure_private_dir(&paths.data_dir)?;
+    crate::files::ensure_private_dir(&paths.data_dir)?;
     let tmp = file.with_extension("key.tmp");
-    crate::auth::users::write_private(&tmp, &bytes)?;
+    crate::files::write_private(&tmp, &bytes)?;
     std::fs::rename(&tmp, &file)?;
     let kid = crate::auth::tokens::key_id(&crate::auth::secret::SecretBytes::new(bytes));
     writeln!(

@@ -6,7 +6,10 @@ mod browser_tools;
 mod caller;
 pub mod errors;
 mod session_tools;
+mod state;
 pub mod validation;
+
+pub use state::{Bootstrap, ServerState};
 
 use std::sync::Arc;
 
@@ -20,7 +23,6 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 
-use crate::app::AppState;
 use validation::PendingValidators;
 
 const INSTRUCTIONS: &str = "mcp-sessions gives you an authenticated, time-limited, audited user session. \
@@ -36,13 +38,13 @@ get new tokens (each refresh token works once), and delete-session when done. Er
 /// The rmcp handler. Cloning is cheap: all state sits behind `Arc`s.
 #[derive(Clone)]
 pub struct McpSessions {
-    state: Arc<AppState>,
+    state: Arc<ServerState>,
     tool_router: Arc<ToolRouter<Self>>,
     validators: PendingValidators,
 }
 
 impl McpSessions {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub fn new(state: Arc<ServerState>) -> Self {
         let mut router = Self::session_tools() + Self::browser_tools();
         let max = state.config.max_session_duration;
         if let Some(route) = router.map.get_mut("create-session") {

@@ -466,14 +466,14 @@ fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
 /// replaced, not reused).
 fn write_password_file(path: &Path, password: &SecretString) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::config::ensure_private_dir(dir)?;
+        crate::files::ensure_private_dir(dir)?;
     }
     let tmp = path.with_extension("password.tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut content = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
     content.push(b'\n');
-    let written = crate::auth::users::write_private(&tmp, &content)
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written =
+        crate::files::write_private(&tmp, &content).and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
