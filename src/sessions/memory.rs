@@ -1,10 +1,9 @@
-//! The session store: who is logged in, until when. Absolute and idle expiry, the user's
-//! standing (exists, enabled, same password) and ownership are checked on every access, against
-//! the users file as it is on disk now (another process may have edited it); the sweeper only
-//! frees memory. Every session that ends is announced on a channel so the
+//! The in-memory session store, the one a stdio server (and a single HTTP instance) uses. Absolute
+//! and idle expiry, the user's standing (exists, enabled, same password) and ownership are checked
+//! on every access, against the users file as it is on disk now (another process may have edited
+//! it); the sweeper only frees memory. Every session that ends is announced on a channel so the
 //! composition root can audit it and close its browser contexts (sessions never call the
 //! browser).
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,122 +15,9 @@ use crate::auth::secret::SecretString;
 use crate::auth::tokens::{Claims, TokenKind, TokenService};
 use crate::auth::users::{User, UserRecord, UserStore};
 
-/// 32 random bytes, shown as 64 lowercase hex characters. Stored binary to keep sessions small.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId([u8; 32]);
-
-impl SessionId {
-    /// Parses exactly 64 lowercase hex characters.
-    pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).ok()?;
-        Some(Self(bytes))
-    }
-
-    fn generate() -> Result<Self, SessionError> {
-        let mut bytes = [0u8; 32];
-        crate::auth::secret::fill_random(&mut bytes)
-            .map_err(|_| SessionError::Internal("random generator failed"))?;
-        Ok(Self(bytes))
-    }
-
-    pub fn to_hex(self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-/// Session ids are bearer secrets: never printed.
-impl std::fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionId([redacted])")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// Absolute expiry reached.
-    Expired,
-    /// Idle timeout reached.
-    Idle,
-    /// The user was removed or disabled, or changed their password.
-    Revoked,
-    /// delete-session.
-    Deleted,
-    /// A used refresh token was presented again.
-    TokenReuse,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Expired => "expired",
-            EndReason::Idle => "idle",
-            EndReason::Revoked => "revoked",
-            EndReason::Deleted => "deleted",
-            EndReason::TokenReuse => "token_reuse",
-        }
-    }
-}
-
-/// A session that has ended, for the audit log and the browser.
-#[derive(Debug, Clone)]
-pub struct EndedSession {
-    pub id: SessionId,
-    pub user_id: String,
-    pub username: String,
-    pub reason: EndReason,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("no such session")]
-    NotFound,
-    #[error("the session has expired")]
-    Expired,
-    #[error("the user already has {0} live sessions")]
-    Limit(usize),
-    #[error("the refresh token is invalid")]
-    RefreshInvalid,
-    #[error("the refresh token was already used")]
-    RefreshReused,
-    #[error("internal error: {0}")]
-    Internal(&'static str),
-}
-
-/// Timeouts and limits of the store, in milliseconds where they are times.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
-    pub idle_ms: u64,
-    pub per_user: usize,
-    pub access_ttl_secs: u64,
-    pub renew_within_ms: u64,
-    pub expired_grace_ms: u64,
-}
-
-/// Tokens handed to the client. The strings are secrets.
-#[derive(Debug, Clone)]
-pub struct IssuedTokens {
-    pub access_token: SecretString,
-    pub refresh_token: SecretString,
-    /// Seconds the access token is valid for.
-    pub expires_in: u64,
-}
-
-/// What a caller may learn about a session.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub id: SessionId,
-    pub user: User,
-    pub created_ms: u64,
-    pub expires_ms: u64,
-    pub last_access_ms: u64,
-    pub idle_expires_ms: u64,
-    pub access_expires_ms: u64,
-    pub client: Option<Arc<str>>,
-}
+use super::{
+    EndReason, EndedSession, IssuedTokens, SessionError, SessionId, SessionInfo, SessionLimits,
+};
 
 struct Session {
     user: User,
@@ -306,7 +192,7 @@ impl SessionStore {
             self.issue(TokenKind::Refresh, &user.id, id, now, expires_ms)?;
         let key = SealKey::generate().map_err(|_| SessionError::Internal("sealing key"))?;
         let sealed = key
-            .seal(access.as_bytes(), &id.0)
+            .seal(access.as_bytes(), id.as_bytes())
             .map_err(|_| SessionError::Internal("sealing failed"))?;
         let session = Session {
             user: user.clone(),
@@ -404,7 +290,7 @@ impl SessionStore {
             )?;
             let sealed = session
                 .key
-                .seal(token.as_bytes(), &id.0)
+                .seal(token.as_bytes(), id.as_bytes())
                 .map_err(|_| SessionError::Internal("sealing failed"))?;
             Some((sealed, claims.exp * 1000))
         } else {
@@ -430,7 +316,10 @@ impl SessionStore {
     pub fn access_token(&self, id: SessionId) -> Option<SecretString> {
         let inner = self.lock();
         let session = inner.sessions.get(&id)?;
-        let plain = session.key.open(&session.access_token, &id.0).ok()?;
+        let plain = session
+            .key
+            .open(&session.access_token, id.as_bytes())
+            .ok()?;
         String::from_utf8(plain.to_vec())
             .ok()
             .map(SecretString::new)
@@ -513,7 +402,7 @@ impl SessionStore {
         };
         let sealed = session
             .key
-            .seal(access.as_bytes(), &id.0)
+            .seal(access.as_bytes(), id.as_bytes())
             .map_err(|_| SessionError::Internal("sealing failed"))?;
         session.refresh_jti = decode_jti(&refresh_claims.jti);
         session.access_token = sealed;
@@ -562,21 +451,5 @@ impl SessionStore {
         inner.sessions.clear();
         inner.by_user.clear();
         ids
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_parse_only_lowercase_hex() {
-        assert!(SessionId::parse(&"a".repeat(64)).is_some());
-        assert!(SessionId::parse(&"A".repeat(64)).is_none());
-        assert!(SessionId::parse(&"a".repeat(63)).is_none());
-        assert!(SessionId::parse(&"g".repeat(64)).is_none());
-        let id = SessionId::parse(&"0f".repeat(32));
-        assert_eq!(id.map(SessionId::to_hex), Some("0f".repeat(32)));
-        assert_eq!(format!("{:?}", id), "Some(SessionId([redacted]))");
     }
 }
