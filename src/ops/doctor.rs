@@ -493,6 +493,20 @@ fn check_user_count(users: &UsersFile) -> Check {
     Check::ok(what, found)
 }
 
+/// Runs `doctor`; `Ok(false)` when a check failed.
+pub fn run_doctor_command(paths: &Paths, settings: &[String]) -> anyhow::Result<bool> {
+    let report = run(paths, settings);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "mcp-sessions doctor: config {}, data {}\n",
+        paths.config_dir.display(),
+        paths.data_dir.display()
+    )?;
+    report.render(&mut out)?;
+    Ok(!report.failed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

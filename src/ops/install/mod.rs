@@ -8,16 +8,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::de::{MapAccess, SeqAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::auth::secret::SecretString;
 use crate::auth::users::{
     UserError, UserRecord, UsersFile, check_new_password, check_username, hash_password,
     verify_password,
 };
 use crate::config::Paths;
+
+mod entry;
+mod hosts;
+
+use entry::PASSWORD_FILE_VAR;
+pub use entry::{Json, ServerEntry, merge_entry};
+pub use hosts::Host;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -53,284 +56,6 @@ pub enum InstallError {
 
 /// The name of the server's entry unless `--name` says otherwise.
 pub const DEFAULT_ENTRY_NAME: &str = "mcp-sessions";
-
-/// A desktop host that launches MCP servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Host {
-    ClaudeDesktop,
-    ClaudeCode,
-    Cursor,
-    Vscode,
-}
-
-impl Host {
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Self::ClaudeDesktop => "Claude Desktop",
-            Self::ClaudeCode => "Claude Code",
-            Self::Cursor => "Cursor",
-            Self::Vscode => "VS Code",
-        }
-    }
-
-    /// The key under which the host's file lists its servers.
-    pub fn servers_key(self) -> &'static str {
-        match self {
-            Self::Vscode => "servers",
-            Self::ClaudeDesktop | Self::ClaudeCode | Self::Cursor => "mcpServers",
-        }
-    }
-
-    /// Whether the host's entries name their transport (`"type": "stdio"`).
-    fn names_transport(self) -> bool {
-        matches!(self, Self::Vscode | Self::ClaudeCode)
-    }
-
-    /// The file holding the host's user-level MCP servers, given the home directory and the
-    /// platform's per-user configuration directory (`$XDG_CONFIG_HOME` or `~/.config` on Linux,
-    /// `~/Library/Application Support` on macOS, `%APPDATA%` on Windows).
-    pub fn config_file_in(self, home: &Path, config_dir: &Path) -> PathBuf {
-        match self {
-            Self::ClaudeDesktop => config_dir.join("Claude").join("claude_desktop_config.json"),
-            Self::ClaudeCode => home.join(".claude.json"),
-            Self::Cursor => home.join(".cursor").join("mcp.json"),
-            Self::Vscode => config_dir.join("Code").join("User").join("mcp.json"),
-        }
-    }
-
-    /// [`Host::config_file_in`] for the current user on this platform.
-    pub fn default_config_file(self) -> Result<PathBuf, InstallError> {
-        let dirs = directories::BaseDirs::new().ok_or(InstallError::NoHome)?;
-        Ok(self.config_file_in(dirs.home_dir(), dirs.config_dir()))
-    }
-
-    /// What the operator does next for the host to start the server.
-    fn next_step(self) -> &'static str {
-        match self {
-            Self::ClaudeDesktop => "quit Claude Desktop completely and start it again",
-            Self::ClaudeCode => "new Claude Code sessions start it; check with `claude mcp list`",
-            Self::Cursor => "open Cursor Settings > MCP and check that mcp-sessions is enabled",
-            Self::Vscode => {
-                "in VS Code, run `MCP: List Servers` from the command palette and start mcp-sessions"
-            }
-        }
-    }
-}
-
-/// A JSON value whose objects keep their keys in the order of the file, so that rewriting a
-/// host's configuration changes nothing but the entry (serde_json's own map sorts the keys).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn string(value: &str) -> Self {
-        Self::String(value.to_owned())
-    }
-
-    /// `text` as pretty-printed JSON with a final newline.
-    pub fn to_pretty(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text
-    }
-}
-
-/// The value under `key`, if the object has one.
-fn member_mut<'a>(object: &'a mut [(String, Json)], key: &str) -> Option<&'a mut Json> {
-    object.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// Sets `key` to `value`, in place when the key exists (its position is kept).
-fn set_member(object: &mut Vec<(String, Json)>, key: &str, value: Json) {
-    match member_mut(object, key) {
-        Some(slot) => *slot = value,
-        None => object.push((key.to_owned(), value)),
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Null => serializer.serialize_unit(),
-            Self::Bool(b) => serializer.serialize_bool(*b),
-            Self::Number(n) => n.serialize(serializer),
-            Self::String(s) => serializer.serialize_str(s),
-            Self::Array(items) => serializer.collect_seq(items),
-            Self::Object(members) => {
-                let mut map = serializer.serialize_map(Some(members.len()))?;
-                for (key, value) in members {
-                    map.serialize_entry(key, value)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct JsonVisitor;
-
-        impl<'de> Visitor<'de> for JsonVisitor {
-            type Value = Json;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-
-            fn visit_bool<E>(self, value: bool) -> Result<Json, E> {
-                Ok(Json::Bool(value))
-            }
-
-            fn visit_i64<E>(self, value: i64) -> Result<Json, E> {
-                Ok(Json::Number(value.into()))
-            }
-
-            fn visit_u64<E>(self, value: u64) -> Result<Json, E> {
-                Ok(Json::Number(value.into()))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Json, E> {
-                serde_json::Number::from_f64(value)
-                    .map(Json::Number)
-                    .ok_or_else(|| E::custom("a number JSON cannot hold"))
-            }
-
-            fn visit_str<E>(self, value: &str) -> Result<Json, E> {
-                Ok(Json::string(value))
-            }
-
-            fn visit_string<E>(self, value: String) -> Result<Json, E> {
-                Ok(Json::String(value))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Json::Array(items))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-                let mut members = Vec::new();
-                // A repeated key keeps its first position and its last value, as parsers agree.
-                while let Some((key, value)) = map.next_entry::<String, Json>()? {
-                    set_member(&mut members, &key, value);
-                }
-                Ok(Json::Object(members))
-            }
-        }
-
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-/// The environment variable naming the bootstrap user's password file.
-const PASSWORD_FILE_VAR: &str = "MCP_SESSIONS_PASSWORD_FILE";
-/// A password in the entry itself: replaced by the file whenever a bootstrap user is installed.
-const PASSWORD_VAR: &str = "MCP_SESSIONS_PASSWORD";
-
-/// The server's entry in a host's configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerEntry {
-    pub command: String,
-    pub args: Vec<String>,
-    /// Environment variables in the order they are written; never a password.
-    pub env: Vec<(String, String)>,
-}
-
-impl ServerEntry {
-    /// The entry as `host` spells it.
-    pub fn to_json(&self, host: Host) -> Json {
-        let mut members = Vec::new();
-        if host.names_transport() {
-            members.push(("type".to_owned(), Json::string("stdio")));
-        }
-        members.push(("command".to_owned(), Json::string(&self.command)));
-        members.push((
-            "args".to_owned(),
-            Json::Array(self.args.iter().map(|a| Json::string(a)).collect()),
-        ));
-        if !self.env.is_empty() {
-            members.push(("env".to_owned(), self.env_json()));
-        }
-        Json::Object(members)
-    }
-
-    fn env_json(&self) -> Json {
-        Json::Object(
-            self.env
-                .iter()
-                .map(|(k, v)| (k.clone(), Json::string(v)))
-                .collect(),
-        )
-    }
-}
-
-/// Puts `entry` under `name` in the host's server list of `document` (a new document when
-/// `None`), keeping everything else. An existing entry of that name keeps its other keys and
-/// environment variables; its transport, command and arguments become the new ones. The error
-/// says why the document cannot take an entry.
-pub fn merge_entry(
-    document: Option<Json>,
-    host: Host,
-    name: &str,
-    entry: &ServerEntry,
-) -> Result<Json, String> {
-    let mut document = document.unwrap_or(Json::Object(Vec::new()));
-    let Json::Object(top) = &mut document else {
-        return Err("the top level is not a JSON object".into());
-    };
-    let key = host.servers_key();
-    if member_mut(top, key).is_none() {
-        top.push((key.to_owned(), Json::Object(Vec::new())));
-    }
-    let Some(Json::Object(servers)) = member_mut(top, key) else {
-        return Err(format!("`{key}` is not a JSON object"));
-    };
-    match member_mut(servers, name) {
-        Some(Json::Object(existing)) => {
-            if host.names_transport() {
-                set_member(existing, "type", Json::string("stdio"));
-            }
-            set_member(existing, "command", Json::string(&entry.command));
-            set_member(
-                existing,
-                "args",
-                Json::Array(entry.args.iter().map(|a| Json::string(a)).collect()),
-            );
-            if !entry.env.is_empty() {
-                match member_mut(existing, "env") {
-                    Some(Json::Object(env)) => {
-                        for (k, v) in &entry.env {
-                            set_member(env, k, Json::string(v));
-                        }
-                        if entry.env.iter().any(|(k, _)| k == PASSWORD_FILE_VAR) {
-                            env.retain(|(k, _)| k != PASSWORD_VAR);
-                        }
-                    }
-                    Some(other) => *other = entry.env_json(),
-                    None => existing.push(("env".to_owned(), entry.env_json())),
-                }
-            }
-        }
-        Some(other) => *other = entry.to_json(host),
-        None => servers.push((name.to_owned(), entry.to_json(host))),
-    }
-    Ok(document)
-}
 
 /// What `install` does with the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -743,144 +468,81 @@ pub fn run(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) const INSTALL_EXAMPLES: &str = "Hosts and their files:\n  \
+    claude-desktop  Claude/claude_desktop_config.json in ~/.config (Linux), ~/Library/Application Support (macOS), %APPDATA% (Windows)\n  \
+    claude-code     ~/.claude.json (user scope)\n  \
+    cursor          ~/.cursor/mcp.json\n  \
+    vscode          Code/User/mcp.json in ~/.config, ~/Library/Application Support or %APPDATA%\n\n\
+Examples:\n  \
+    mcp-sessions install claude-desktop --user alice      create or check alice; her password goes to a 0600 file\n  \
+    printf '%s\\n' \"$PASSWORD\" | mcp-sessions install cursor --user alice\n  \
+    mcp-sessions install vscode --dry-run                  show the whole resulting file, write nothing\n  \
+    mcp-sessions install claude-code --print               show only the entry\n  \
+    mcp-sessions install cursor --demo                     trials only: the demo users\n  \
+    mcp-sessions install claude-desktop --config ./claude_desktop_config.json --command /usr/local/bin/mcp-sessions";
 
-    fn parse(text: &str) -> Json {
-        serde_json::from_str(text).unwrap()
-    }
+/// `install`'s arguments (`--demo`, `--set` and the directories are the global flags).
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The host to register with.
+    #[arg(value_enum)]
+    pub host: Host,
+    /// Print the whole resulting configuration file instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print only the server's entry (to add by hand); writes nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub print: bool,
+    /// The host's configuration file (default: its standard location on this platform).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The executable the host starts (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub command: Option<PathBuf>,
+    /// A bootstrap user the server logs in at start, so the password never passes through the
+    /// model. Created when missing; its password is read from stdin or a prompt (never argv) and
+    /// kept in a 0600 file the entry names in MCP_SESSIONS_PASSWORD_FILE.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Where the bootstrap user's password is kept (default: <config_dir>/<NAME>.password).
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+    /// Role of the bootstrap user if it is created; repeatable. Default: user.
+    #[arg(long = "role", value_name = "ROLE", requires = "user")]
+    pub roles: Vec<String>,
+    /// The entry's name in the host's configuration.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ENTRY_NAME)]
+    pub name: String,
+}
 
-    fn entry() -> ServerEntry {
-        ServerEntry {
-            command: "/opt/bin/mcp-sessions".into(),
-            args: vec![],
-            env: vec![
-                ("MCP_SESSIONS_USER".into(), "alice".into()),
-                (
-                    PASSWORD_FILE_VAR.into(),
-                    "/home/a/.config/alice.password".into(),
-                ),
-            ],
-        }
-    }
-
-    fn to_value(json: &Json) -> serde_json::Value {
-        serde_json::from_str(&json.to_pretty()).unwrap()
-    }
-
-    #[test]
-    fn keeps_other_servers_settings_and_key_order() {
-        let original = parse(
-            r#"{"zeta": 1, "mcpServers": {"other": {"command": "x", "args": ["-y"]}}, "alpha": {"b": [1, 2.5, null, true], "a": "s"}}"#,
-        );
-        let merged = merge_entry(
-            Some(original),
-            Host::ClaudeDesktop,
-            DEFAULT_ENTRY_NAME,
-            &entry(),
-        )
-        .unwrap();
-        let text = merged.to_pretty();
-        let keys: Vec<usize> = ["\"zeta\"", "\"mcpServers\"", "\"alpha\"", "\"b\"", "\"a\""]
-            .iter()
-            .map(|k| text.find(k).unwrap())
-            .collect();
-        assert!(
-            keys.windows(2).all(|w| w[0] < w[1]),
-            "order changed:\n{text}"
-        );
-        let value = to_value(&merged);
-        assert_eq!(value["mcpServers"]["other"]["args"][0], "-y");
-        assert_eq!(value["alpha"]["b"][1], 2.5);
-        assert_eq!(
-            value["mcpServers"]["mcp-sessions"]["command"],
-            "/opt/bin/mcp-sessions"
-        );
-        assert_eq!(
-            value["mcpServers"]["mcp-sessions"]["env"]["MCP_SESSIONS_USER"],
-            "alice"
-        );
-        assert!(value["mcpServers"]["mcp-sessions"].get("type").is_none());
-    }
-
-    #[test]
-    fn merging_twice_changes_nothing() {
-        let once = merge_entry(None, Host::Vscode, DEFAULT_ENTRY_NAME, &entry()).unwrap();
-        let twice = merge_entry(
-            Some(once.clone()),
-            Host::Vscode,
-            DEFAULT_ENTRY_NAME,
-            &entry(),
-        )
-        .unwrap();
-        assert_eq!(once, twice);
-        let value = to_value(&once);
-        assert_eq!(value["servers"]["mcp-sessions"]["type"], "stdio");
-        assert!(value.get("mcpServers").is_none());
-    }
-
-    #[test]
-    fn an_existing_entry_keeps_its_extra_keys_and_loses_an_inline_password() {
-        let original = parse(
-            r#"{"mcpServers": {"mcp-sessions": {"command": "old", "args": ["--demo"], "disabled": false,
-                "env": {"CHROME_PATH": "/usr/bin/chromium", "MCP_SESSIONS_PASSWORD": "hunter2hunter2hunter2"}}}}"#,
-        );
-        let merged =
-            merge_entry(Some(original), Host::Cursor, DEFAULT_ENTRY_NAME, &entry()).unwrap();
-        let value = to_value(&merged);
-        let server = &value["mcpServers"]["mcp-sessions"];
-        assert_eq!(server["command"], "/opt/bin/mcp-sessions");
-        assert_eq!(server["args"], serde_json::json!([]));
-        assert_eq!(server["disabled"], false);
-        assert_eq!(server["env"]["CHROME_PATH"], "/usr/bin/chromium");
-        assert!(server["env"].get(PASSWORD_VAR).is_none());
-        assert!(!merged.to_pretty().contains("hunter2"));
-    }
-
-    #[test]
-    fn refuses_documents_that_cannot_hold_an_entry() {
-        assert!(merge_entry(Some(parse("[1]")), Host::Cursor, "x", &entry()).is_err());
-        let err = merge_entry(
-            Some(parse(r#"{"servers": []}"#)),
-            Host::Vscode,
-            "x",
-            &entry(),
-        )
-        .unwrap_err();
-        assert!(err.contains("servers"), "{err}");
-    }
-
-    #[test]
-    fn standard_locations_per_host() {
-        let home = Path::new("/home/a");
-        let linux = Path::new("/home/a/.config");
-        let mac = Path::new("/Users/a/Library/Application Support");
-        assert_eq!(
-            Host::ClaudeDesktop.config_file_in(home, linux),
-            Path::new("/home/a/.config/Claude/claude_desktop_config.json")
-        );
-        assert_eq!(
-            Host::ClaudeDesktop.config_file_in(Path::new("/Users/a"), mac),
-            Path::new("/Users/a/Library/Application Support/Claude/claude_desktop_config.json")
-        );
-        assert_eq!(
-            Host::Vscode.config_file_in(home, linux),
-            Path::new("/home/a/.config/Code/User/mcp.json")
-        );
-        assert_eq!(
-            Host::ClaudeCode.config_file_in(home, linux),
-            Path::new("/home/a/.claude.json")
-        );
-        assert_eq!(
-            Host::Cursor.config_file_in(home, linux),
-            Path::new("/home/a/.cursor/mcp.json")
-        );
-    }
-
-    #[test]
-    fn claude_code_entries_name_their_transport() {
-        let value = to_value(&merge_entry(None, Host::ClaudeCode, "s", &entry()).unwrap());
-        assert_eq!(value["mcpServers"]["s"]["type"], "stdio");
-    }
+/// Runs `install`; `global` supplies `--demo`, `--set` and the directories.
+pub fn run_install_command(
+    args: InstallArgs,
+    global: &super::GlobalArgs,
+    paths: &Paths,
+) -> Result<(), InstallError> {
+    let mode = match (args.dry_run, args.print) {
+        (true, _) => Mode::DryRun,
+        (false, true) => Mode::Print,
+        (false, false) => Mode::Write,
+    };
+    let request = Request {
+        host: args.host,
+        config_file: args.config,
+        command: args.command,
+        name: args.name,
+        demo: global.demo,
+        settings: global.set.clone(),
+        user: args.user,
+        password_file: args.password_file,
+        roles: args.roles,
+        mode,
+    };
+    run(
+        request,
+        paths,
+        &mut |prompt, new| super::read_password(prompt, new),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
 }
