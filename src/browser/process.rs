@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
-use super::BrowserError;
+use super::{BrowserConfig, BrowserError};
 
 /// Where browsers are usually installed, most likely first.
 const CANDIDATES: &[&str] = &[
@@ -292,5 +292,27 @@ fn process_alive(pid: u32) -> bool {
     {
         let _ = pid;
         true
+    }
+}
+
+/// Whether Chromium runs sandboxed: "auto" means on unless running as root, which Chromium
+/// refuses.
+pub fn sandbox_enabled(config: &BrowserConfig) -> bool {
+    match config.sandbox.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => !running_as_root(),
+    }
+}
+
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }

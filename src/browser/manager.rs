@@ -1,0 +1,466 @@
+//! Every browser and context of the server: launching a user's browser on first use, opening and
+//! closing contexts, running page operations on the blocking pool under our own timeouts, and
+//! declaring a browser that stops answering crashed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use headless_chrome::protocol::cdp::{Browser, Target};
+
+use super::instance::{ContextEntry, UserBrowser};
+use super::page::{self, PageError};
+use super::process::{self, ChromeProcess, LaunchSpec, sandbox_enabled};
+use super::{BrowserConfig, BrowserError, CdpConnection, ContextInfo, Owner, UrlPolicy};
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<UserBrowser>>>>;
+
+struct Shared {
+    config: BrowserConfig,
+    policy: UrlPolicy,
+    profile_root: PathBuf,
+    /// (user id, headless) → that user's browser, launched on first use.
+    browsers: Mutex<HashMap<(String, bool), Slot>>,
+    contexts: Mutex<HashMap<String, Arc<ContextEntry>>>,
+    profile_counter: AtomicU64,
+}
+
+/// Every browser and context of the server. A cheap `Clone` handle.
+#[derive(Clone)]
+pub struct BrowserManager {
+    shared: Arc<Shared>,
+}
+
+impl BrowserManager {
+    /// `data_dir/browser-profiles` holds the profiles; stale ones from a killed run are removed.
+    pub fn new(config: BrowserConfig, policy: UrlPolicy, data_dir: &Path) -> Self {
+        let profile_root = data_dir.join("browser-profiles");
+        process::remove_stale_profiles(&profile_root);
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                policy,
+                profile_root,
+                browsers: Mutex::new(HashMap::new()),
+                contexts: Mutex::new(HashMap::new()),
+                profile_counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &BrowserConfig {
+        &self.shared.config
+    }
+
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.shared.policy
+    }
+
+    fn contexts(&self) -> MutexGuard<'_, HashMap<String, Arc<ContextEntry>>> {
+        self.shared
+            .contexts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, user_id: &str, headless: bool) -> Slot {
+        let mut browsers = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        browsers
+            .entry((user_id.to_owned(), headless))
+            .or_default()
+            .clone()
+    }
+
+    /// The user's live browser, launching one if needed.
+    async fn browser_for(
+        &self,
+        user_id: &str,
+        headless: bool,
+    ) -> Result<Arc<UserBrowser>, BrowserError> {
+        let slot = self.slot(user_id, headless);
+        let mut current = slot.lock().await;
+        if let Some(browser) = current.as_ref()
+            && !browser.crashed.load(Ordering::SeqCst)
+            && !browser.process_exited()
+        {
+            return Ok(browser.clone());
+        }
+        if let Some(old) = current.take() {
+            self.mark_crashed(&old);
+        }
+        let executable = process::find_executable(self.shared.config.chrome_path.as_deref())
+            .ok_or(BrowserError::Unavailable)?;
+        if !headless && !display_available() {
+            return Err(BrowserError::NoDisplay(
+                "a visible browser window needs a display (DISPLAY or WAYLAND_DISPLAY); use headless: true".into(),
+            ));
+        }
+        let n = self.shared.profile_counter.fetch_add(1, Ordering::SeqCst);
+        let spec = LaunchSpec {
+            executable,
+            profile_dir: self
+                .shared
+                .profile_root
+                .join(format!("{}-{n}", std::process::id())),
+            headless,
+            sandbox: sandbox_enabled(&self.shared.config),
+        };
+        let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
+        let launched = tokio::task::spawn_blocking(move || {
+            let process = ChromeProcess::launch(&spec, launch_timeout)?;
+            let control = CdpConnection::connect(&process.ws_url)
+                .map_err(|e| BrowserError::Launch(format!("cannot connect to the browser: {e}")))?;
+            let devtools_base = process
+                .ws_url
+                .split("/devtools/")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Ok::<_, BrowserError>(UserBrowser {
+                devtools_base,
+                control: Mutex::new(control),
+                process: Mutex::new(Some(process)),
+                crashed: AtomicBool::new(false),
+                last_used_ms: AtomicU64::new(crate::clock::now_ms()),
+            })
+        })
+        .await
+        .map_err(|e| BrowserError::Internal(e.to_string()))??;
+        let browser = Arc::new(launched);
+        *current = Some(browser.clone());
+        Ok(browser)
+    }
+
+    /// Marks a browser dead: its contexts turn "gone" and its process is killed.
+    fn mark_crashed(&self, browser: &Arc<UserBrowser>) {
+        if !browser.crashed.swap(true, Ordering::SeqCst) {
+            tracing::warn!("a browser crashed or stopped answering; its contexts are gone");
+        }
+        let browser = browser.clone();
+        std::thread::spawn(move || browser.stop());
+    }
+
+    /// Whether the browser still answers at the browser level.
+    async fn answers(&self, browser: &Arc<UserBrowser>) -> bool {
+        if browser.crashed.load(Ordering::SeqCst) || browser.process_exited() {
+            return false;
+        }
+        let probe = browser.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            probe
+                .control(Browser::GetVersion(None), Duration::from_secs(2))
+                .is_ok()
+        });
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), task).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// Creates a context with one tab for `owner`.
+    pub async fn create_context(
+        &self,
+        owner: Owner,
+        name: Option<String>,
+        headless: bool,
+        viewport: Option<(u32, u32)>,
+    ) -> Result<ContextInfo, BrowserError> {
+        let max = self.shared.config.max_contexts_per_session;
+        let active = self
+            .contexts()
+            .values()
+            .filter(|c| {
+                c.owner.session == owner.session && !c.browser.crashed.load(Ordering::SeqCst)
+            })
+            .count();
+        if active >= max {
+            return Err(BrowserError::ContextLimit(max));
+        }
+        let browser = self.browser_for(&owner.user_id, headless).await?;
+        let (width, height) = viewport.unwrap_or((
+            self.shared.config.viewport_width,
+            self.shared.config.viewport_height,
+        ));
+        let action_timeout = Duration::from_millis(self.shared.config.action_timeout_ms);
+        let worker = browser.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let cdp_id = worker
+                .control(
+                    Target::CreateBrowserContext {
+                        dispose_on_detach: Some(false),
+                        proxy_server: None,
+                        proxy_bypass_list: None,
+                        origins_with_universal_network_access: None,
+                    },
+                    action_timeout,
+                )?
+                .browser_context_id;
+            let target_id = worker
+                .control(
+                    Target::CreateTarget {
+                        url: "about:blank".into(),
+                        left: None,
+                        top: None,
+                        width: None,
+                        height: None,
+                        window_state: None,
+                        browser_context_id: Some(cdp_id.clone()),
+                        enable_begin_frame_control: None,
+                        // Its own window: input into a background tab hangs.
+                        new_window: Some(true),
+                        background: None,
+                        for_tab: None,
+                        hidden: None,
+                    },
+                    action_timeout,
+                )?
+                .target_id;
+            let mut page = CdpConnection::connect(&format!(
+                "{}/devtools/page/{target_id}",
+                worker.devtools_base
+            ))?;
+            page::set_viewport(&mut page, width, height, action_timeout)?;
+            Ok::<_, PageError>((cdp_id, target_id, page))
+        });
+        let (cdp_id, target_id, page) = self
+            .finish(&browser, action_timeout * 2, task, false)
+            .await?;
+        let id = crate::auth::secret::random_hex_id()
+            .map_err(|e| BrowserError::Internal(e.to_string()))?;
+        let entry = Arc::new(ContextEntry {
+            id: id.clone(),
+            name: name.unwrap_or_else(|| format!("context-{}", &id[..8])),
+            owner,
+            headless,
+            browser,
+            cdp_id,
+            target_id,
+            page: Arc::new(Mutex::new(page)),
+            created_ms: crate::clock::now_ms(),
+        });
+        let info = entry.info(false);
+        self.contexts().insert(id, entry);
+        Ok(info)
+    }
+
+    /// Waits for a blocking browser task; classifies failures, declaring the browser crashed when
+    /// it no longer answers.
+    async fn finish<T>(
+        &self,
+        browser: &Arc<UserBrowser>,
+        timeout: Duration,
+        task: tokio::task::JoinHandle<Result<T, PageError>>,
+        navigation: bool,
+    ) -> Result<T, BrowserError> {
+        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), task).await;
+        let failure = match outcome {
+            Ok(Ok(Ok(value))) => return Ok(value),
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(join)) => PageError::Protocol(join.to_string()),
+            Err(_) => PageError::Timeout,
+        };
+        match failure {
+            PageError::NoElement => Err(BrowserError::NoElement),
+            PageError::Script(text) => Err(BrowserError::Script(text)),
+            PageError::Navigation(text) => Err(BrowserError::NavigationFailed(text)),
+            PageError::Timeout | PageError::Protocol(_) => {
+                if !self.answers(browser).await {
+                    self.mark_crashed(browser);
+                    return Err(BrowserError::Crashed);
+                }
+                match failure {
+                    PageError::Timeout if navigation => Err(BrowserError::NavigationTimeout),
+                    PageError::Timeout => Err(BrowserError::Timeout),
+                    PageError::Protocol(text) => Err(BrowserError::Internal(text)),
+                    _ => Err(BrowserError::Timeout),
+                }
+            }
+        }
+    }
+
+    fn entry(
+        &self,
+        owner_session: &str,
+        context_id: &str,
+    ) -> Result<Arc<ContextEntry>, BrowserError> {
+        self.contexts()
+            .get(context_id)
+            .filter(|c| c.owner.session == owner_session)
+            .cloned()
+            .ok_or(BrowserError::ContextNotFound)
+    }
+
+    /// Runs a page operation on `context_id` of `session`, bounded by `timeout`.
+    pub async fn with_page<T, F>(
+        &self,
+        session: &str,
+        context_id: &str,
+        timeout: Duration,
+        navigation: bool,
+        op: F,
+    ) -> Result<T, BrowserError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CdpConnection) -> Result<T, PageError> + Send + 'static,
+    {
+        let entry = self.entry(session, context_id)?;
+        if entry.browser.crashed.load(Ordering::SeqCst) {
+            return Err(BrowserError::Crashed);
+        }
+        let page = entry.page.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut page = page.lock().unwrap_or_else(|p| p.into_inner());
+            op(&mut page)
+        });
+        self.finish(&entry.browser, timeout, task, navigation).await
+    }
+
+    /// The contexts of a session, with the page each shows when `with_urls`.
+    pub async fn list(&self, session: &str, with_urls: bool) -> Vec<ContextInfo> {
+        let entries: Vec<Arc<ContextEntry>> = self
+            .contexts()
+            .values()
+            .filter(|c| c.owner.session == session)
+            .cloned()
+            .collect();
+        // Only the URLs need the browser (a blocking call); without them nothing leaves this thread.
+        let mut list = if with_urls && !entries.is_empty() {
+            let task = tokio::task::spawn_blocking(move || {
+                entries.iter().map(|c| c.info(true)).collect::<Vec<_>>()
+            });
+            task.await.unwrap_or_default()
+        } else {
+            entries.iter().map(|c| c.info(false)).collect()
+        };
+        list.sort_by_key(|c| c.created_ms);
+        list
+    }
+
+    /// Closes a context: disposes its BrowserContext (tabs, cookies, storage) over a browser-level
+    /// connection. Returns whether it existed.
+    pub async fn close(
+        &self,
+        session: &str,
+        context_id: &str,
+    ) -> Result<ContextInfo, BrowserError> {
+        let entry = self.entry(session, context_id)?;
+        self.contexts().remove(context_id);
+        let info = entry.info(false);
+        self.dispose(entry).await;
+        Ok(info)
+    }
+
+    async fn dispose(&self, entry: Arc<ContextEntry>) {
+        entry
+            .browser
+            .last_used_ms
+            .store(crate::clock::now_ms(), Ordering::SeqCst);
+        if entry.browser.crashed.load(Ordering::SeqCst) {
+            return;
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            entry.browser.control(
+                Target::DisposeBrowserContext {
+                    browser_context_id: entry.cdp_id.clone(),
+                },
+                Duration::from_secs(5),
+            )
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("disposing a browser context failed: {e}"),
+            Err(e) => tracing::warn!("disposing a browser context failed: {e}"),
+        }
+    }
+
+    /// Closes every context of a session (it ended). Returns what was closed.
+    pub async fn close_session(&self, session: &str) -> Vec<ContextInfo> {
+        let entries: Vec<Arc<ContextEntry>> = {
+            let mut contexts = self.contexts();
+            let ids: Vec<String> = contexts
+                .values()
+                .filter(|c| c.owner.session == session)
+                .map(|c| c.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| contexts.remove(id)).collect()
+        };
+        let mut closed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            closed.push(entry.info(false));
+            self.dispose(entry).await;
+        }
+        closed
+    }
+
+    /// Stops browsers that have had no context for `idle_shutdown` seconds.
+    pub fn stop_idle(&self, now_ms: u64) {
+        let busy: Vec<(String, bool)> = self
+            .contexts()
+            .values()
+            .map(|c| (c.owner.user_id.clone(), c.headless))
+            .collect();
+        let idle_ms = self.shared.config.idle_shutdown * 1000;
+        let mut browsers = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        browsers.retain(|key, slot| {
+            if busy.contains(key) {
+                return true;
+            }
+            let Ok(mut current) = slot.try_lock() else {
+                return true;
+            };
+            let idle = current.as_ref().is_none_or(|b| {
+                now_ms.saturating_sub(b.last_used_ms.load(Ordering::SeqCst)) >= idle_ms
+            });
+            if idle && let Some(browser) = current.take() {
+                let browser = browser.clone();
+                std::thread::spawn(move || browser.stop());
+            }
+            !idle
+        });
+    }
+
+    /// Closes every context and stops every browser (server exit). Returns the contexts closed.
+    pub fn shutdown(&self) -> Vec<(Owner, ContextInfo)> {
+        let entries: Vec<Arc<ContextEntry>> = self.contexts().drain().map(|(_, e)| e).collect();
+        let closed = entries
+            .iter()
+            .map(|e| (e.owner.clone(), e.info(false)))
+            .collect();
+        drop(entries);
+        let slots: Vec<Slot> = self
+            .shared
+            .browsers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Ok(mut current) = slot.try_lock()
+                && let Some(browser) = current.take()
+            {
+                browser.stop();
+            }
+        }
+        closed
+    }
+}
+
+fn display_available() -> bool {
+    if cfg!(target_os = "linux") {
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+    } else {
+        true
+    }
+}
