@@ -1,6 +1,6 @@
 //! Tool arguments are checked against the JSON Schema schemars generates for each tool, compiled
 //! once at start-up, before they are deserialized. tools/list shows a summary of that schema (see
-//! `advertise` in the parent module): every range, enum and required name it shows holds exactly
+//! `listing`): every range, enum and required name it shows holds exactly
 //! as shown, and the rules it leaves out to stay small (string lengths, the id pattern, unknown
 //! argument names) are enforced here all the same, each named in the error. A violation names the
 //! argument and the rule; the offending value is never echoed (it may be a password), and unknown
@@ -217,9 +217,9 @@ mod tests {
     use serde_json::json;
 
     use super::super::McpSessions;
-    use super::super::browser_tools::{
-        CreateContextArgs, EvaluateArgs, InContext, NavigateArgs, NoArgs, ReadArgs, Scoped,
-        ScreenshotArgs, SelectorArgs, TypeArgs, WaitArgs,
+    use super::super::context_tools::{CreateContextArgs, InContext, NoArgs, Scoped};
+    use super::super::page_tools::{
+        EvaluateArgs, NavigateArgs, ReadArgs, ScreenshotArgs, SelectorArgs, TypeArgs, WaitArgs,
     };
     use super::super::session_tools::{
         CreateSessionArgs, ListSessionsArgs, RefreshSessionArgs, SessionArgs,
@@ -230,7 +230,7 @@ mod tests {
     const MARK: char = '§';
 
     fn tools() -> Vec<Tool> {
-        (McpSessions::session_tools() + McpSessions::browser_tools()).list_all()
+        McpSessions::all_tools().list_all()
     }
 
     fn parse<T: DeserializeOwned>(arguments: &Value) -> Result<(), String> {
