@@ -217,13 +217,7 @@ impl McpSessions {
 impl McpSessions {
     #[tool(
         name = "create-browser-context",
-        description = "Open an isolated browser (own cookies and storage) with one tab. Next: browser-navigate with its contextId.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = false,
-            open_world_hint = false
-        )
+        description = "Open an isolated browser (own cookies and storage) with one tab. Next: browser-navigate with its contextId."
     )]
     async fn create_browser_context(
         &self,
@@ -296,16 +290,14 @@ impl McpSessions {
 
     #[tool(
         name = "list-browser-contexts",
-        description = "Find your session's browser contexts and their URLs, to reuse or close them.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        description = "Find your session's browser contexts and their URLs, to reuse or close them."
     )]
     async fn list_browser_contexts(
         &self,
         Parameters(args): Parameters<Scoped<NoArgs>>,
     ) -> Result<Json<ContextList>, CallToolResult> {
-        let scope = self
-            .scope("list-browser-contexts", &args, Permission::ContextUse)
-            .await?;
+        let tool = "list-browser-contexts";
+        let scope = self.scope(tool, &args, Permission::ContextUse).await?;
         let contexts: Vec<ContextSummary> = self
             .state
             .browser
@@ -322,13 +314,7 @@ impl McpSessions {
 
     #[tool(
         name = "close-browser-context",
-        description = "When done with a context: closes it, discarding its cookies and storage.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            idempotent_hint = false,
-            open_world_hint = false
-        )
+        description = "When done with a context: closes it, discarding its cookies and storage."
     )]
     async fn close_browser_context(
         &self,

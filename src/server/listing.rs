@@ -3,8 +3,71 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{JsonObject, Tool};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::Value;
+
+/// What a tool may do to its world, as MCP's hints, which hosts use to decide what to confirm
+/// with the user. In one table, so that a reviewer sees at a glance which tools only read, which
+/// destroy and which reach the open web.
+enum Hints {
+    /// Reads, and stays inside the server (readOnlyHint, openWorldHint false).
+    ReadOnly,
+    /// Changes something: whether it destroys, whether repeating it changes nothing more, and
+    /// whether it reaches beyond the server (the web).
+    Acts {
+        destructive: bool,
+        idempotent: bool,
+        open_world: bool,
+    },
+}
+
+const READS: Hints = Hints::ReadOnly;
+
+const HINTS: &[(&str, Hints)] = &[
+    ("create-session", acts(false, false, false)),
+    ("list-sessions", READS),
+    ("get-session", READS),
+    ("refresh-session", acts(false, false, false)),
+    ("delete-session", acts(true, true, false)),
+    ("create-browser-context", acts(false, false, false)),
+    ("list-browser-contexts", READS),
+    ("close-browser-context", acts(true, false, false)),
+    ("browser-navigate", acts(false, false, true)),
+    ("browser-screenshot", READS),
+    ("browser-read", READS),
+    ("browser-click", acts(false, false, true)),
+    ("browser-type", acts(false, false, true)),
+    ("browser-wait-for", READS),
+    ("browser-evaluate", acts(true, false, true)),
+];
+
+const fn acts(destructive: bool, idempotent: bool, open_world: bool) -> Hints {
+    Hints::Acts {
+        destructive,
+        idempotent,
+        open_world,
+    }
+}
+
+/// The annotations of the tool `name`; `None` for a tool missing from [`HINTS`] (a unit test
+/// keeps that from happening).
+fn hints(name: &str) -> Option<ToolAnnotations> {
+    let (_, hints) = HINTS.iter().find(|(tool, _)| *tool == name)?;
+    Some(match *hints {
+        Hints::ReadOnly => ToolAnnotations::from_raw(None, Some(true), None, None, Some(false)),
+        Hints::Acts {
+            destructive,
+            idempotent,
+            open_world,
+        } => ToolAnnotations::from_raw(
+            None,
+            Some(false),
+            Some(destructive),
+            Some(idempotent),
+            Some(open_world),
+        ),
+    })
+}
 
 /// What tools/list shows of a tool's generated schemas. Hosts put tools/list in the model's context
 /// on every turn, so it carries what a caller needs to build a call (types, descriptions, enums,
@@ -22,6 +85,7 @@ use serde_json::Value;
 ///
 /// Whatever the listing accepts, validation accepts too, except for the enforced rules above.
 pub(super) fn advertise(tool: &mut Tool) {
+    tool.annotations = hints(&tool.name);
     tool.input_schema = Arc::new(advertised(&tool.input_schema));
     if let Some(output) = &tool.output_schema {
         let mut shown = JsonObject::new();
@@ -192,14 +256,25 @@ mod tests {
     }
 
     #[test]
-    fn every_listed_tool_is_plain_json_schema() {
+    fn every_listed_tool_is_plain_json_schema_with_hints() {
         let tools = super::super::McpSessions::all_tools().list_all();
+        for (name, _) in HINTS {
+            assert!(
+                tools.iter().any(|t| t.name == *name),
+                "HINTS names {name}, which is no tool"
+            );
+        }
         for mut tool in tools {
             advertise(&mut tool);
             let text = Value::Object(tool.input_schema.as_ref().clone()).to_string();
             for absent in ["$ref", "$defs", "\"null\"", "pattern", "maxLength", "uint"] {
                 assert!(!text.contains(absent), "{}: {absent} in {text}", tool.name);
             }
+            assert!(
+                tool.annotations.is_some(),
+                "{} has no row in HINTS",
+                tool.name
+            );
             if let Some(output) = &tool.output_schema {
                 assert_eq!(output["type"], "object", "{}", tool.name);
                 assert!(output["required"].is_array(), "{}", tool.name);

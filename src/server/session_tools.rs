@@ -192,7 +192,29 @@ fn summary(info: &SessionInfo) -> SessionSummary {
     }
 }
 
+/// What reading a session takes: (its owner's permission, anyone else's).
+const READ_SESSION: (Permission, Permission) =
+    (Permission::SessionReadOwn, Permission::SessionReadAll);
+/// What ending a session takes: (its owner's permission, anyone else's).
+const DELETE_SESSION: (Permission, Permission) =
+    (Permission::SessionDeleteOwn, Permission::SessionDeleteAll);
+
 impl McpSessions {
+    /// The caller of a tool that names one session, and that session: the caller's own needs
+    /// `own`, another user's `all` (see [`READ_SESSION`], [`DELETE_SESSION`]).
+    async fn named_session(
+        &self,
+        tool: &'static str,
+        args: &SessionArgs,
+        (own, all): (Permission, Permission),
+    ) -> Result<(Caller, SessionInfo), ToolError> {
+        let caller = self
+            .caller(args.access_token.as_ref(), Some(&args.session_id))
+            .await?;
+        let target = self.target(tool, &caller, Some(&args.session_id), own, all)?;
+        Ok((caller, target))
+    }
+
     fn audit_session_event(
         &self,
         event: &'static str,
@@ -217,13 +239,7 @@ impl McpSessions {
 impl McpSessions {
     #[tool(
         name = "create-session",
-        description = "Log in first, unless the host set a bootstrap user. Pass the returned sessionId (a secret) to the other tools.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = false,
-            open_world_hint = false
-        )
+        description = "Log in first, unless the host set a bootstrap user. Pass the returned sessionId (a secret) to the other tools."
     )]
     async fn create_session(
         &self,
@@ -256,8 +272,7 @@ impl McpSessions {
 
     #[tool(
         name = "list-sessions",
-        description = "Find live sessions: yours, or (admin) everyone's or one userId's. Then get-session or delete-session.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        description = "Find live sessions: yours, or (admin) everyone's or one userId's. Then get-session or delete-session."
     )]
     async fn list_sessions(
         &self,
@@ -301,24 +316,14 @@ impl McpSessions {
 
     #[tool(
         name = "get-session",
-        description = "Check a session's roles, expiries and contexts. Ended? create-session again.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        description = "Check a session's roles, expiries and contexts. Ended? create-session again."
     )]
     async fn get_session(
         &self,
         Parameters(args): Parameters<SessionArgs>,
     ) -> Result<Json<SessionStatus>, CallToolResult> {
         let tool = "get-session";
-        let caller = self
-            .caller(args.access_token.as_ref(), Some(&args.session_id))
-            .await?;
-        let target = self.target(
-            tool,
-            &caller,
-            Some(&args.session_id),
-            Permission::SessionReadOwn,
-            Permission::SessionReadAll,
-        )?;
+        let (caller, target) = self.named_session(tool, &args, READ_SESSION).await?;
         let access_token = (target.id == caller.session.id)
             .then(|| self.state.sessions.access_token(target.id))
             .flatten()
@@ -353,13 +358,7 @@ impl McpSessions {
 
     #[tool(
         name = "refresh-session",
-        description = "When the access token nears expiry, trade the refresh token for new ones. Single use: reuse ends the session.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = false,
-            open_world_hint = false
-        )
+        description = "When the access token nears expiry, trade the refresh token for new ones. Single use: reuse ends the session."
     )]
     async fn refresh_session(
         &self,
@@ -408,29 +407,14 @@ impl McpSessions {
 
     #[tool(
         name = "delete-session",
-        description = "Log out when done: ends the session, its tokens and its browser contexts.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = true,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
+        description = "Log out when done: ends the session, its tokens and its browser contexts."
     )]
     async fn delete_session(
         &self,
         Parameters(args): Parameters<SessionArgs>,
     ) -> Result<Json<SessionDeleted>, CallToolResult> {
         let tool = "delete-session";
-        let caller = self
-            .caller(args.access_token.as_ref(), Some(&args.session_id))
-            .await?;
-        let target = self.target(
-            tool,
-            &caller,
-            Some(&args.session_id),
-            Permission::SessionDeleteOwn,
-            Permission::SessionDeleteAll,
-        )?;
+        let (caller, target) = self.named_session(tool, &args, DELETE_SESSION).await?;
         // Revocation always proceeds; only its audit record can fail, and that is logged.
         let Some(ended) = self.state.sessions.delete(target.id, now_ms()) else {
             return Err(
