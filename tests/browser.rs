@@ -5,14 +5,13 @@
 //! Without Chromium each test says SKIPPED on stderr and returns, except under `CI=true`.
 
 #[macro_use]
-mod browser_support;
 mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use browser_support::{
+use common::browser::{
     INDEX_TEXT, TestSite, browser_contexts, browser_processes, content, kill,
     live_processes_mentioning, main_browser, png_size, profile_dirs, replies_in_arrival_order,
     survivors, wait_for_browser_contexts,
@@ -712,7 +711,7 @@ fn contexts_start_no_hidden_browser_ui_renderers() {
         navigate(&mut server, &session, &context, &site.url("/"));
     }
     let processes = browser_processes(&server.data_dir);
-    let renderers: Vec<&browser_support::Process> = processes
+    let renderers: Vec<&common::browser::Process> = processes
         .iter()
         // Chromium rewrites its helpers' argv into one line: match on the whole command line.
         .filter(|p| p.cmdline().contains("--type=renderer"))

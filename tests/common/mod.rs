@@ -1,6 +1,16 @@
 //! Test harness: spawns the built `mcp-sessions` binary with its own temporary data and config
-//! directories and speaks newline-delimited JSON-RPC to it over stdio, as a host would.
+//! directories and speaks newline-delimited JSON-RPC to it over stdio, as a host would. `browser`
+//! adds what the browser tests need (a local test site, a look at Chromium's processes).
+//!
+//! The integration tests follow the source map (`src/lib.rs`), one file per area:
+//! `protocol.rs` (transport and the MCP surface), `sessions.rs` (auth and sessions),
+//! `browser.rs`, `audit.rs`, `ops.rs` (operator commands); and across areas: `hostile.rs`
+//! (attacker input), `races.rs` (concurrency), `interop.rs` (clients we did not write: the Python
+//! SDK and the MCP Inspector).
 #![allow(dead_code)]
+
+#[macro_use]
+pub mod browser;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

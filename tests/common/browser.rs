@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{self, Server, ToolReply};
+use super::{self as common, Server, ToolReply};
 
 /// Where the server looks for a browser when `CHROME_PATH` is not set (src/browser/process.rs).
 const USUAL_PATHS: &[&str] = &[
@@ -46,9 +46,10 @@ pub fn chromium_present(test: &str) -> bool {
 }
 
 /// Returns from the test when no browser is installed (and fails it under CI).
+#[allow(unused_macros)]
 macro_rules! require_chromium {
     ($test:expr) => {
-        if !$crate::browser_support::chromium_present($test) {
+        if !$crate::common::browser::chromium_present($test) {
             return;
         }
     };

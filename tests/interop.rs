@@ -1,13 +1,17 @@
-//! A client we did not write: the official MCP Inspector CLI (2.x; it needs Node >= 22.19) against
-//! the built binary. `--strict` on `tools/list` lints every tool's inputSchema and outputSchema for
-//! portability (bare boolean schemas, `type` arrays, remote `$ref`s, schemas that constrain
-//! nothing); `tools/call` checks each `structuredContent` against the tool's outputSchema.
+//! Clients we did not write, against the built binary:
+//! - the official MCP Python SDK (mcp 2.3.0) runs the demo flow: sessions, and the browser when
+//!   Chromium is installed. Skipped, loudly, when python3 or its `mcp` package is missing
+//!   (`.ci/run` installs it); under CI=true that fails instead.
+//! - the official MCP Inspector CLI (2.x; it needs Node >= 22.19). `--strict` on `tools/list` lints
+//!   every tool's inputSchema and outputSchema for portability (bare boolean schemas, `type`
+//!   arrays, remote `$ref`s, schemas that constrain nothing); `tools/call` checks each
+//!   `structuredContent` against the tool's outputSchema.
 //!
 //! `MCP_SESSIONS_NODE` names the node binary (else `node` on PATH, if new enough) and
 //! `MCP_SESSIONS_INSPECTOR` the package's `clients/launcher/build/index.js` (else the one in
 //! `npm root -g`); `eval "$(bash .ci/inspector-setup)"` installs both and sets them. Without them
-//! the tests are skipped, loudly; with CI=true they fail instead, unless there is no Node at all.
-
+//! the Inspector tests are skipped, loudly; with CI=true they fail instead, unless there is no
+//! Node at all.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -389,4 +393,42 @@ fn the_inspector_calls_tools_and_their_results_match_the_output_schemas() {
             .is_some_and(|all| all.iter().any(|s| s["username"] == "demo")),
         "{result:#}"
     );
+}
+
+fn python_sdk_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import mcp.client.stdio"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn the_official_python_sdk_completes_the_demo_flow() {
+    if !python_sdk_available() {
+        let why = "no python3 with the `mcp` package (pip install mcp==2.3.0)";
+        assert!(!common::in_ci(), "CI=true but {why}: .ci/run installs it");
+        common::skip_loudly("the_official_python_sdk_completes_the_demo_flow", why);
+        return;
+    }
+    let site = common::browser::TestSite::start();
+    let mut command = Command::new("python3");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/python_sdk_flow.py"
+        ))
+        .arg(common::BIN);
+    if common::browser::chromium_present(
+        "the_official_python_sdk_completes_the_demo_flow (browser part)",
+    ) {
+        command.arg(site.url("/"));
+    }
+    let out = command.output().expect("run python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Python SDK flow failed:\n{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("python sdk flow: ok"), "{said}");
 }
