@@ -286,9 +286,12 @@ fn s19_audit_lines_carry_who_what_when_and_nist_tags() {
         .filter(|l| l["event"] == "login.failure")
         .map(|l| text(l, "username"))
         .collect();
-    assert_eq!(
-        failures,
-        BTreeSet::from(["bob".to_owned(), "nobody".to_owned()])
+    // A known user is named; a name no user has is recorded as a keyed hash (issue 16 item 5).
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.contains("bob"), "{failures:?}");
+    assert!(
+        failures.iter().any(|f| f.starts_with("unknown#")),
+        "{failures:?}"
     );
     let denied = lines
         .iter()
@@ -326,6 +329,41 @@ fn s19_audit_lines_carry_who_what_when_and_nist_tags() {
         Some(json!("server.stop")),
         "{seen:?}"
     );
+}
+
+/// Issue 16 item 5: a password typed into the username field is not kept verbatim. A failed login
+/// for a name no user has records a keyed hash (the same for the same name); a known user's name
+/// is still recorded as it is.
+#[test]
+fn s16_a_password_typed_as_the_username_is_not_kept_in_the_audit_log() {
+    let mut server = start_with_users();
+    server.initialize();
+    let typed = "Correct-Horse-Battery-Staple-42";
+    for _ in 0..2 {
+        server.call_err(
+            "create-session",
+            json!({"username": typed, "password": "whatever-it-was-1"}),
+            "INVALID_CREDENTIALS",
+        );
+    }
+    server.call_err(
+        "create-session",
+        json!({"username": "bob", "password": "not-bobs-password-9"}),
+        "INVALID_CREDENTIALS",
+    );
+    assert_eq!(server.close(), Some(0));
+    let text = std::fs::read_to_string(server.audit_path()).expect("audit log");
+    assert!(!text.contains(typed), "the typed text is in the audit log");
+    let failures: Vec<String> = server
+        .audit()
+        .iter()
+        .filter(|l| l["event"] == "login.failure")
+        .map(|l| l["username"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(failures[0].starts_with("unknown#"), "{failures:?}");
+    assert_eq!(failures[0], failures[1], "the same name hashes alike");
+    assert_eq!(failures[2], "bob");
 }
 
 #[cfg(unix)]

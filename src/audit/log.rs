@@ -143,9 +143,23 @@ impl AuditLog {
 
     /// The keyed hash under which `session_id` appears in the log (32 hex characters).
     pub fn session_hash(&self, session_id: &str) -> String {
+        self.keyed_hash(&[session_id.as_bytes()])
+    }
+
+    /// How the log names a login attempt for a username no user has: a keyed hash (16 hex
+    /// characters), since such a "username" is often a password typed into the wrong field.
+    /// Attempts with the same name still carry the same hash, so a guessing run shows.
+    pub fn unknown_username(&self, username: &str) -> String {
+        let hash = self.keyed_hash(&[b"username:", username.as_bytes()]);
+        format!("unknown#{}", &hash[..16.min(hash.len())])
+    }
+
+    fn keyed_hash(&self, parts: &[&[u8]]) -> String {
         match Hmac::<Sha256>::new_from_slice(self.shared.keys.session.expose()) {
             Ok(mut mac) => {
-                mac.update(session_id.as_bytes());
+                for part in parts {
+                    mac.update(part);
+                }
                 hex::encode(&mac.finalize().into_bytes()[..16])
             }
             Err(_) => String::new(),

@@ -191,10 +191,15 @@ impl McpSessions {
             )));
         }
         let now = now_ms();
+        // An unknown name is recorded as a keyed hash: it may be a password in the wrong field.
+        let claimed = || match state.users.by_name(username) {
+            Some(_) => username.to_owned(),
+            None => state.audit.unknown_username(username),
+        };
         if let Err(throttled) = state.throttle.admit(username, now) {
             state.audit.record_or_log(
                 AuditEvent::new("login.locked", "denied", &[nist::AC_7])
-                    .username(username)
+                    .username(&claimed())
                     .tool(tool)
                     .detail(json!({"retryAfter": throttled.retry_after, "global": throttled.global, "locked": throttled.locked})),
             );
@@ -215,13 +220,13 @@ impl McpSessions {
             let block = state.throttle.fail(username, now_ms());
             state.audit.record_or_log(
                 AuditEvent::new("login.failure", "failure", &[nist::IA_2, nist::AC_7])
-                    .username(username)
+                    .username(&claimed())
                     .tool(tool),
             );
             if let Some(block) = block.filter(|b| b.locked) {
                 state.audit.record_or_log(
                     AuditEvent::new("login.locked", "denied", &[nist::AC_7])
-                        .username(username)
+                        .username(&claimed())
                         .tool(tool)
                         .detail(json!({"retryAfter": block.retry_after, "locked": true})),
                 );
