@@ -337,7 +337,6 @@ fn s19_audit_lines_carry_who_what_when_and_nist_tags() {
 #[test]
 fn s16_a_password_typed_as_the_username_is_not_kept_in_the_audit_log() {
     let mut server = start_with_users();
-    server.initialize();
     let typed = "Correct-Horse-Battery-Staple-42";
     for _ in 0..2 {
         server.call_err(

@@ -1207,3 +1207,68 @@ fn navigate_and_create_context_send_progress_when_the_client_asks() {
     navigate(&mut server, &session, &context, &site.url("/"));
     assert_eq!(server.other.len(), before, "progress sent without a token");
 }
+
+/// Issue 16 item 5: Chromium starts with a cleared environment plus an allow-list, so neither the
+/// bootstrap password nor the signing secret reaches the browser or its helpers.
+#[test]
+fn chromium_starts_without_the_servers_secrets_in_its_environment() {
+    require_chromium!("chromium_starts_without_the_servers_secrets_in_its_environment");
+    let secret = "jwt-secret-that-must-stay-in-the-server-0123456789";
+    let mut server = Server::start(
+        Setup::demo()
+            .set(ACTION_TIMEOUT)
+            .env("MCP_SESSIONS_JWT_SECRET", secret)
+            .env("MCP_SESSIONS_USER", "demo")
+            .env("MCP_SESSIONS_PASSWORD", "demo123!"),
+    );
+    server.call_ok("create-browser-context", json!({}));
+    let processes = browser_processes(&server.data_dir);
+    assert!(!processes.is_empty(), "no browser processes found");
+    let mut read = 0;
+    for process in &processes {
+        let Ok(environ) = std::fs::read(format!("/proc/{}/environ", process.pid)) else {
+            continue;
+        };
+        read += 1;
+        let text = String::from_utf8_lossy(&environ);
+        for variable in text.split('\0') {
+            assert!(
+                !variable.starts_with("MCP_SESSIONS_"),
+                "{} has {variable:?} in its environment",
+                process.cmdline()
+            );
+        }
+        assert!(!text.contains(secret) && !text.contains("demo123!"));
+    }
+    assert!(read > 0, "no browser environment could be read");
+    assert_eq!(server.close(), Some(0));
+}
+
+/// Issue 16 item 7: the profiles directory is owner-only, whether it is created under a data dir
+/// that already existed or was left with the default mode by an earlier version.
+#[cfg(unix)]
+#[test]
+fn browser_profiles_directory_is_owner_only_in_an_existing_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    require_chromium!("browser_profiles_directory_is_owner_only_in_an_existing_data_dir");
+    let (_temp, data, config) = temp_dirs();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let profiles = data.join("browser-profiles");
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("profiles dir")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT).dirs(&data, &config));
+    let session = login(&mut server, "demo", "demo123!");
+    create_context(&mut server, &session);
+    assert_eq!(mode(&profiles), 0o700, "a new profiles directory");
+    assert_eq!(server.close(), Some(0));
+
+    std::fs::set_permissions(&profiles, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT).dirs(&data, &config));
+    assert_eq!(mode(&profiles), 0o700, "an existing profiles directory");
+    assert_eq!(server.close(), Some(0));
+}

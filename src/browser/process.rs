@@ -129,8 +129,42 @@ fn launcher() -> Option<&'static std::sync::Mutex<Sender<LaunchRequest>>> {
         .as_ref()
 }
 
+/// The variables Chromium is started with, when the server has them: what it needs to find its
+/// libraries, fonts, locale and display. Nothing else of the server's environment reaches the
+/// browser (it holds `MCP_SESSIONS_PASSWORD`, `MCP_SESSIONS_JWT_SECRET` and the like).
+const BROWSER_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TMPDIR",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "FONTCONFIG_FILE",
+    "FONTCONFIG_PATH",
+    "SYSTEMROOT",
+    "WINDIR",
+    "LOCALAPPDATA",
+    "PROGRAMFILES",
+];
+
 fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
     let mut command = Command::new(&spec.executable);
+    command.env_clear();
+    for name in BROWSER_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
         .args(spec.args())
         // Chromium's crash handler keeps its database under the config home: keep it in the profile.
@@ -168,7 +202,8 @@ fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
 impl ChromeProcess {
     /// Starts a browser and waits (up to `timeout`) until its DevTools endpoint is ready.
     pub fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Self, BrowserError> {
-        std::fs::create_dir_all(&spec.profile_dir).map_err(|e| {
+        // Profiles hold cookies and storage: owner-only, also under a data dir that existed.
+        crate::files::ensure_private_dir(&spec.profile_dir).map_err(|e| {
             BrowserError::Launch(format!("cannot create the profile directory: {e}"))
         })?;
         let (reply, response) = channel();
@@ -264,6 +299,7 @@ fn remove_profile(dir: &Path) {
 
 /// Profile directories are named `<server pid>-<n>`; removes those whose server is gone.
 pub fn remove_stale_profiles(root: &Path) {
+    restrict_to_owner(root);
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
@@ -280,6 +316,23 @@ pub fn remove_stale_profiles(root: &Path) {
             remove_profile(&entry.path());
         }
     }
+}
+
+/// A profiles directory an earlier version created with the default mode becomes owner-only.
+fn restrict_to_owner(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::symlink_metadata(dir)
+            && meta.is_dir()
+            && meta.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        {
+            tracing::warn!("cannot make {} owner-only: {e}", dir.display());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 fn process_alive(pid: u32) -> bool {
