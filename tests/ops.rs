@@ -668,3 +668,48 @@ fn every_command_has_help_with_examples() {
         );
     }
 }
+
+/// Issue 16 item 7: `user add Alice` beside `alice` is refused, by `user add` and by `install
+/// --user`, with a message that names the user it would look like; nothing is written.
+#[test]
+fn user_add_refuses_a_name_that_differs_only_in_case() {
+    let home = Home::new();
+    let added = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let users_file = home.config().join("users.toml");
+    let before = std::fs::read_to_string(&users_file).expect("users.toml");
+
+    for name in ["Alice", "ALICE"] {
+        let refused = home.run(&["user", "add", name], &format!("{PASSWORD}\n"));
+        assert!(!refused.status.success(), "{name} was added");
+        let said = text(&refused.stderr);
+        assert!(said.contains("alice") && said.contains("case"), "{said}");
+    }
+    let host_file = home.path().join("mcp.json");
+    let install = home.run(
+        &[
+            "install",
+            "cursor",
+            "--config",
+            host_file.to_str().expect("utf-8"),
+            "--user",
+            "Alice",
+            "--command",
+            BIN,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!install.status.success(), "install created Alice");
+    assert!(!host_file.exists(), "the host's file was written");
+    assert!(
+        text(&install.stderr).contains("alice"),
+        "{}",
+        text(&install.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&users_file).expect("users.toml"),
+        before
+    );
+    let again = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(text(&again.stderr).contains("already exists"));
+}

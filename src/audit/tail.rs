@@ -62,17 +62,34 @@ impl Filter {
     }
 }
 
-/// `text` with control characters escaped.
+/// `text` with control characters and invisible formatting characters escaped: zero-width and
+/// bidirectional controls would make `admin\u{200b}` look like `admin`, or reorder a line.
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_default().to_string()
+            } else if invisible(c) {
+                c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Unicode's format characters (category Cf) that render as nothing or change the direction of
+/// the text around them.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{061c}' | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}')
 }
 
 fn truncate(text: String, max: usize) -> String {
@@ -298,6 +315,26 @@ mod tests {
         assert!(!filter(Some("bob"), None).matches(&line));
         assert!(!filter(None, Some("log")).matches(&line));
         assert!(!filter(None, Some("login.success")).matches(&line));
+    }
+
+    #[test]
+    fn audit_tail_escapes_zero_width_and_bidi_characters() {
+        let line = json!({"ts": "2026-01-02T03:04:05.678Z", "event": "context.create",
+            "outcome": "success", "username": "admin\u{200b}",
+            "detail": {"name": "\u{202e}gnp.exe", "tag": "a\u{2066}b\u{feff}", "site": "café"}});
+        let row = format_line(&line);
+        for hidden in ['\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}'] {
+            assert!(
+                !row.contains(hidden),
+                "{hidden:?} printed as it is: {row:?}"
+            );
+        }
+        assert!(row.contains("admin\\u{200b}"), "{row}");
+        assert!(row.contains("\\u{202e}gnp.exe"), "{row}");
+        assert!(
+            row.contains("café"),
+            "ordinary letters stay as they are: {row}"
+        );
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub enum UserError {
     Parse { path: PathBuf, reason: String },
     #[error("user `{0}` already exists")]
     Exists(String),
+    #[error(
+        "`{requested}` would look like the existing user `{existing}`: names that differ only in case are the same name; choose another"
+    )]
+    Lookalike { requested: String, existing: String },
     #[error("no user `{0}`")]
     NotFound(String),
     #[error("{0}")]
@@ -144,6 +148,23 @@ impl UsersFile {
         let tmp = path.with_extension("toml.tmp");
         crate::files::write_private(&tmp, text.as_bytes()).map_err(write_err)?;
         std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Whether `username` may name a new user: no user has it, nor the same name in another case
+    /// (usernames are ASCII, see [`check_username`], so folding the case is all NFKC would do).
+    pub fn check_available(&self, username: &str) -> Result<(), UserError> {
+        match self
+            .users
+            .iter()
+            .find(|u| u.username.eq_ignore_ascii_case(username))
+        {
+            None => Ok(()),
+            Some(u) if u.username == username => Err(UserError::Exists(username.to_owned())),
+            Some(u) => Err(UserError::Lookalike {
+                requested: username.to_owned(),
+                existing: u.username.clone(),
+            }),
+        }
     }
 
     pub fn find_mut(&mut self, username: &str) -> Result<&mut UserRecord, UserError> {

@@ -62,9 +62,7 @@ pub fn run_user_command(command: UserCommand, paths: &Paths) -> Result<(), UserE
     match command {
         UserCommand::Add { username, roles } => {
             check_username(&username)?;
-            if file.users.iter().any(|u| u.username == username) {
-                return Err(UserError::Exists(username));
-            }
+            file.check_available(&username)?;
             let password = read_new_password(&username)?;
             let roles = if roles.is_empty() {
                 vec!["user".to_owned()]

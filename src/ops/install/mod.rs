@@ -245,6 +245,7 @@ fn set_up_bootstrap_user(
             password
         }
         None => {
+            users.check_available(username)?;
             let password = read_password(&format!("New password for {username}: "), true)?;
             check_new_password(password.expose())?;
             let roles = if roles.is_empty() {
