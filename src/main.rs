@@ -19,13 +19,19 @@ use mcp_sessions::ops::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// Crates that log whole protocol messages below a level, whatever `RUST_LOG` asks: rmcp logs
+/// every JSON-RPC message at debug (tokens, passwords, typed text); tungstenite every DevTools
+/// frame and message at trace (text typed with browser-type, URLs with their query tokens).
+const PROTOCOL_LOG_CAPS: &[&str] = &["rmcp=warn", "tungstenite=debug"];
+
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    // rmcp at debug level logs whole messages, tokens included: keep it at warn.
-    let filter = match "rmcp=warn".parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    };
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A directive for the same target replaces the one RUST_LOG gave.
+    for cap in PROTOCOL_LOG_CAPS {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     // A log line that cannot be written (stderr closed, disk full) is dropped: the default would
     // report it with `eprintln!`, which panics on that same stderr.
     tracing_subscriber::fmt()

@@ -1272,3 +1272,42 @@ fn browser_profiles_directory_is_owner_only_in_an_existing_data_dir() {
     assert_eq!(mode(&profiles), 0o700, "an existing profiles directory");
     assert_eq!(server.close(), Some(0));
 }
+
+/// Issue 16 item 5: even with `RUST_LOG=trace` (and an explicit `tungstenite=trace`), stderr holds
+/// neither the text typed with browser-type nor a token in a navigated URL's query, in plain or
+/// as the hex of a logged frame.
+#[test]
+fn trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr() {
+    require_chromium!("trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr");
+    let site = TestSite::start();
+    for log in ["trace", "trace,tungstenite=trace"] {
+        let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT).env("RUST_LOG", log));
+        let session = login(&mut server, "demo", "demo123!");
+        let context = create_context(&mut server, &session);
+        let token = "query-token-7f3a9c2e5b1d";
+        navigate(
+            &mut server,
+            &session,
+            &context,
+            &site.url(&format!("/?token={token}")),
+        );
+        let typed = "typed-secret-e4d2c1b0a9";
+        server.call_ok(
+            "browser-type",
+            json!({"sessionId": session, "contextId": context, "selector": "#name", "text": typed}),
+        );
+        assert_eq!(server.close(), Some(0));
+        let stderr = server.stderr();
+        for secret in [token, typed] {
+            assert!(
+                !stderr.contains(secret),
+                "RUST_LOG={log}: {secret} on stderr"
+            );
+            let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+            assert!(
+                !stderr.contains(&hex),
+                "RUST_LOG={log}: {secret} on stderr as hex"
+            );
+        }
+    }
+}
