@@ -1311,3 +1311,50 @@ fn trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr() {
         }
     }
 }
+
+/// Issue 16 item 2: the context caps hold under concurrency. Twelve create-browser-context calls
+/// sent at once on one session open exactly `max_contexts_per_session`; the user's cap across
+/// sessions holds the same way.
+#[test]
+fn context_caps_hold_under_concurrent_creates() {
+    require_chromium!("context_caps_hold_under_concurrent_creates");
+    let mut server = Server::start(
+        Setup::demo()
+            .set(ACTION_TIMEOUT)
+            .set("browser.max_contexts_per_session=3")
+            .set("browser.max_contexts_per_user=4"),
+    );
+    let first = login(&mut server, "demo", "demo123!");
+    let second = login(&mut server, "demo", "demo123!");
+    let outcomes = |server: &mut Server, session: &str, calls: usize| {
+        let ids: Vec<i64> = (0..calls)
+            .map(|_| server.send_call("create-browser-context", json!({"sessionId": session})))
+            .collect();
+        let mut opened = 0;
+        for id in ids {
+            let reply = server.reply(id);
+            if reply.is_error {
+                assert_eq!(reply.body["code"], "CONTEXT_LIMIT", "{:?}", reply.body);
+            } else {
+                opened += 1;
+            }
+        }
+        opened
+    };
+    assert_eq!(outcomes(&mut server, &first, 12), 3, "the session cap");
+    assert_eq!(outcomes(&mut server, &second, 6), 1, "the user cap");
+    assert_eq!(listed_contexts(&mut server, &first).len(), 3);
+    assert_eq!(listed_contexts(&mut server, &second).len(), 1);
+    let refused = server.call_err(
+        "create-browser-context",
+        json!({"sessionId": second}),
+        "CONTEXT_LIMIT",
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("across your sessions")),
+        "{refused}"
+    );
+    assert_eq!(server.close(), Some(0));
+}

@@ -24,7 +24,29 @@ struct Shared {
     /// (user id, headless) → that user's browser, launched on first use.
     browsers: Mutex<HashMap<(String, bool), Slot>>,
     contexts: Mutex<HashMap<String, Arc<ContextEntry>>>,
+    /// Contexts being opened: counted against the caps with the open ones, so that concurrent
+    /// calls cannot all pass the check before any of them is inserted.
+    reserved: Mutex<Vec<Owner>>,
     profile_counter: AtomicU64,
+}
+
+/// A place held for a context being opened; given back when dropped (opened or failed).
+struct Reservation {
+    shared: Arc<Shared>,
+    owner: Owner,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self
+            .shared
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = reserved.iter().position(|o| *o == self.owner) {
+            reserved.swap_remove(at);
+        }
+    }
 }
 
 /// Every browser and context of the server. A cheap `Clone` handle.
@@ -45,6 +67,7 @@ impl BrowserManager {
                 profile_root,
                 browsers: Mutex::new(HashMap::new()),
                 contexts: Mutex::new(HashMap::new()),
+                reserved: Mutex::new(Vec::new()),
                 profile_counter: AtomicU64::new(0),
             }),
         }
@@ -163,6 +186,38 @@ impl BrowserManager {
         )
     }
 
+    /// Holds a place for a new context of `owner` if the session and the user are under their
+    /// caps, counting the open contexts and those being opened, under one lock.
+    fn reserve(&self, owner: &Owner) -> Result<Reservation, BrowserError> {
+        let config = &self.shared.config;
+        let contexts = self.contexts();
+        let mut reserved = self
+            .shared
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let live: Vec<&Owner> = contexts
+            .values()
+            .filter(|c| !c.browser.crashed.load(Ordering::SeqCst))
+            .map(|c| &c.owner)
+            .chain(reserved.iter())
+            .collect();
+        let of_session = live.iter().filter(|o| o.session == owner.session).count();
+        if of_session >= config.max_contexts_per_session {
+            return Err(BrowserError::ContextLimit(config.max_contexts_per_session));
+        }
+        let of_user = live.iter().filter(|o| o.user_id == owner.user_id).count();
+        if of_user >= config.max_contexts_per_user {
+            return Err(BrowserError::UserContextLimit(config.max_contexts_per_user));
+        }
+        reserved.push(owner.clone());
+        drop(contexts);
+        Ok(Reservation {
+            shared: self.shared.clone(),
+            owner: owner.clone(),
+        })
+    }
+
     /// Creates a context with one tab for `owner`.
     pub async fn create_context(
         &self,
@@ -171,17 +226,7 @@ impl BrowserManager {
         headless: bool,
         viewport: Option<(u32, u32)>,
     ) -> Result<ContextInfo, BrowserError> {
-        let max = self.shared.config.max_contexts_per_session;
-        let active = self
-            .contexts()
-            .values()
-            .filter(|c| {
-                c.owner.session == owner.session && !c.browser.crashed.load(Ordering::SeqCst)
-            })
-            .count();
-        if active >= max {
-            return Err(BrowserError::ContextLimit(max));
-        }
+        let _reservation = self.reserve(&owner)?;
         let browser = self.browser_for(&owner.user_id, headless).await?;
         let (width, height) = viewport.unwrap_or((
             self.shared.config.viewport_width,

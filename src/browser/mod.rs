@@ -35,6 +35,8 @@ pub enum BrowserError {
     ContextNotFound,
     #[error("the session already has {0} browser contexts")]
     ContextLimit(usize),
+    #[error("the user already has {0} browser contexts across their sessions")]
+    UserContextLimit(usize),
     #[error("{0}")]
     Blocked(String),
     #[error("the navigation did not complete in time")]

@@ -15,6 +15,8 @@ pub struct BrowserConfig {
     pub sandbox: String,
     /// Live contexts one session may hold.
     pub max_contexts_per_session: usize,
+    /// Live contexts one user may hold across their sessions.
+    pub max_contexts_per_user: usize,
     /// Default navigation timeout, milliseconds.
     pub navigation_timeout_ms: u64,
     /// The longest navigation timeout a call may ask for, milliseconds.
@@ -46,6 +48,7 @@ impl Default for BrowserConfig {
             chrome_path: None,
             sandbox: "auto".into(),
             max_contexts_per_session: 3,
+            max_contexts_per_user: 10,
             navigation_timeout_ms: 30_000,
             max_navigation_timeout_ms: 120_000,
             action_timeout_ms: 10_000,
@@ -76,6 +79,10 @@ impl BrowserConfig {
             (
                 "browser.max_contexts_per_session",
                 self.max_contexts_per_session as u64,
+            ),
+            (
+                "browser.max_contexts_per_user",
+                self.max_contexts_per_user as u64,
             ),
             ("browser.navigation_timeout_ms", self.navigation_timeout_ms),
             ("browser.action_timeout_ms", self.action_timeout_ms),

@@ -181,6 +181,10 @@ impl From<BrowserError> for ToolError {
                 Code::ContextLimit,
                 format!("this session already has {max} browser contexts; close one with close-browser-context first"),
             ),
+            BrowserError::UserContextLimit(max) => (
+                Code::ContextLimit,
+                format!("you already have {max} browser contexts across your sessions; close one (list-browser-contexts in each session) first"),
+            ),
             BrowserError::Blocked(why) => (
                 Code::NavigationBlocked,
                 format!("navigation refused: {why}; only http(s) URLs the server's URL policy allows can be opened"),
