@@ -828,8 +828,10 @@ async fn browse(demo: &mut Demo, login: &Login) -> anyhow::Result<()> {
         .decode(&image.data)
         .context("the image is not base64")?;
     ensure!(bytes.starts_with(b"\x89PNG"), "the image is not a PNG");
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
+    // Beside the build (target/ unless CARGO_TARGET_DIR moved it), which exists by now.
+    let file = common::profile_dir()?
+        .parent()
+        .context("no target directory")?
         .join("demo-screenshot.png");
     std::fs::write(&file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
     println!(

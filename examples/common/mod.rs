@@ -8,6 +8,16 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+/// `<target>/<profile>/` of the running example: where cargo put it, wherever that is
+/// (`CARGO_TARGET_DIR`, `--target-dir`, or `target/` beside Cargo.toml).
+pub fn profile_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running example")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("the example does not sit in <target>/<profile>/examples/")
+}
+
 /// The server binary next to this example's build, built first with the example's own profile.
 ///
 /// `cargo run --example X` builds the example but not the crate's binary target, and an older
@@ -15,11 +25,7 @@ use anyhow::{Context, bail};
 /// `cargo build --bin mcp-sessions` itself (a no-op when the binary is current). Examples live in
 /// `<target>/<profile>/examples/`; the binary in `<target>/<profile>/`.
 pub fn server_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the running example")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the example does not sit in <target>/<profile>/examples/")?;
+    let profile_dir = profile_dir()?;
     let target_dir = profile_dir
         .parent()
         .context("the example does not sit in <target>/<profile>/examples/")?;
