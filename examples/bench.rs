@@ -1444,12 +1444,17 @@ impl Server {
 
     /// Sends `SIZES.burst_logins` logins at once, then a get-session probe every
     /// `SIZES.probe_interval` until the last login is answered; times the probes only.
+    ///
+    /// Each login names a different user no one has: the server verifies it against its dummy
+    /// hash, an argon2id verification at the real parameters like any other, and answers
+    /// INVALID_CREDENTIALS. (Logins of one username are checked a few at a time, so a burst for
+    /// one user would mostly answer RATE_LIMITED and hash little.)
     fn login_burst(&mut self, get_session: &Value) -> anyhow::Result<Burst> {
         let logins: Vec<Vec<u8>> = (0..SIZES.burst_logins)
-            .map(|_| {
+            .map(|n| {
                 self.tool_request(
                     "create-session",
-                    &json!({"username": "demo", "password": "demo123!"}),
+                    &json!({"username": format!("burst{n:04}"), "password": "not-a-password"}),
                 )
             })
             .collect();
@@ -1538,7 +1543,13 @@ impl Server {
             tool_result("get-session", &reply)?;
             tally.probes.insert(id, now);
         } else {
-            tool_result("create-session", &reply)?;
+            let body: Value = reply["result"]["content"][0]["text"]
+                .as_str()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default();
+            if body["code"] != "INVALID_CREDENTIALS" {
+                bail!("a login of the burst answered {reply}, not INVALID_CREDENTIALS");
+            }
             tally.logins += 1;
             tally.last_login = now;
         }

@@ -621,6 +621,45 @@ fn s10_consecutive_failures_lock_the_username_well_below_100() {
     );
 }
 
+/// Issue 16 item 2: 40 wrong passwords sent at once for one username are not all verified. An
+/// admitted attempt counts as pending until its check ends, so no more are checked than the lock
+/// allows (10 by default); the others answer RATE_LIMITED saying why.
+#[test]
+fn s10_parallel_wrong_passwords_are_not_all_verified() {
+    let mut server = Server::start(Setup::demo().set("login_rate_per_minute=1000"));
+    let wrong = json!({"username": "demo", "password": "not-the-password"});
+    let ids: Vec<i64> = (0..40)
+        .map(|_| server.send_call("create-session", wrong.clone()))
+        .collect();
+    let mut verified = 0;
+    let mut waited = 0;
+    for id in ids {
+        let reply = server.reply(id);
+        assert!(
+            reply.is_error,
+            "a wrong password logged in: {:?}",
+            reply.body
+        );
+        match reply.body["code"].as_str() {
+            Some("INVALID_CREDENTIALS") => verified += 1,
+            Some("RATE_LIMITED") => waited += 1,
+            other => panic!("unexpected answer {other:?}: {:?}", reply.body),
+        }
+    }
+    assert!(
+        verified <= 10,
+        "{verified} of 40 parallel guesses were verified"
+    );
+    assert_eq!(verified + waited, 40);
+    let failures = server
+        .audit()
+        .iter()
+        .filter(|l| l["event"] == "login.failure")
+        .count();
+    assert_eq!(failures, verified, "each verified guess is audited once");
+    assert_eq!(server.close(), Some(0));
+}
+
 #[test]
 fn s10_global_login_rate_limit() {
     let mut server = Server::start(Setup::demo().set("login_rate_per_minute=3"));

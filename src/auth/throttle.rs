@@ -1,6 +1,10 @@
 //! Login throttling (S10, NIST AC-7): per-username consecutive failures earn exponentially
 //! growing delays after a few free ones and a hard lock well below 100; a success resets the
 //! count. A global token bucket caps logins per minute across all users.
+//!
+//! An admitted attempt is pending until its password check ends, and counts as a failure until
+//! then: beyond what the free failures leave, one attempt per username is checked at a time, so
+//! parallel guesses cannot all be verified before the first failure is counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,8 @@ pub struct Throttled {
     pub locked: bool,
     /// The global login rate is exceeded (not this username's failures).
     pub global: bool,
+    /// Other attempts for the username are being checked; this one waits for them.
+    pub busy: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +34,8 @@ pub struct ThrottleConfig {
 #[derive(Debug, Default)]
 struct Failures {
     count: u32,
+    /// Attempts admitted whose password check has not ended.
+    pending: u32,
     blocked_until_ms: u64,
     last_ms: u64,
 }
@@ -66,17 +74,28 @@ impl LoginThrottle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a login slot for `username`, or says how long to wait.
-    pub fn admit(&self, username: &str, now_ms: u64) -> Result<(), Throttled> {
+    /// Takes a login slot for `username`, or says how long to wait. The slot is pending until the
+    /// returned [`Attempt`] is settled (or dropped, when the call was abandoned).
+    pub fn admit(&self, username: &str, now_ms: u64) -> Result<Attempt, Throttled> {
         let mut state = self.lock();
-        if let Some(f) = state.failures.get(username)
-            && f.blocked_until_ms > now_ms
-        {
-            return Err(Throttled {
-                retry_after: secs_until(f.blocked_until_ms, now_ms),
-                locked: f.count >= self.config.lock_after,
-                global: false,
-            });
+        if let Some(f) = state.failures.get(username) {
+            if f.blocked_until_ms > now_ms {
+                return Err(Throttled {
+                    retry_after: secs_until(f.blocked_until_ms, now_ms),
+                    locked: f.count >= self.config.lock_after,
+                    global: false,
+                    busy: false,
+                });
+            }
+            // Were every pending attempt to fail, this one would have to wait: let them end first.
+            if f.pending > 0 && f.count + f.pending >= self.config.free_failures {
+                return Err(Throttled {
+                    retry_after: 1,
+                    locked: false,
+                    global: false,
+                    busy: true,
+                });
+            }
         }
         let capacity = f64::from(self.config.per_minute);
         let elapsed = now_ms.saturating_sub(state.refilled_ms) as f64 / 60_000.0;
@@ -88,17 +107,27 @@ impl LoginThrottle {
                 retry_after: secs_until(now_ms + wait_ms, now_ms),
                 locked: false,
                 global: true,
+                busy: false,
             });
         }
         state.tokens -= 1.0;
-        Ok(())
+        let f = state.failures.entry(username.to_owned()).or_default();
+        f.pending += 1;
+        f.last_ms = now_ms;
+        Ok(Attempt {
+            throttle: self.clone(),
+            username: Some(username.to_owned()),
+        })
     }
 
-    /// Counts a failure; returns the block it earned, if any.
-    pub fn fail(&self, username: &str, now_ms: u64) -> Option<Throttled> {
+    /// Ends a pending attempt; with `failed_at`, counts it as a failure and returns the block it
+    /// earned, if any.
+    fn settle(&self, username: &str, failed_at: Option<u64>) -> Option<Throttled> {
         let config = self.config;
         let mut state = self.lock();
         let f = state.failures.entry(username.to_owned()).or_default();
+        f.pending = f.pending.saturating_sub(1);
+        let now_ms = failed_at?;
         f.count = f.count.saturating_add(1);
         f.last_ms = now_ms;
         let delay_secs = if f.count >= config.lock_after {
@@ -117,20 +146,58 @@ impl LoginThrottle {
             retry_after: delay_secs,
             locked: f.count >= config.lock_after,
             global: false,
+            busy: false,
         })
-    }
-
-    /// A success forgets the username's failures.
-    pub fn succeed(&self, username: &str) {
-        self.lock().failures.remove(username);
     }
 
     /// Forgets failure records untouched for a day and no longer blocking (memory only).
     pub fn prune(&self, now_ms: u64) {
         const DAY_MS: u64 = 24 * 3600 * 1000;
         self.lock().failures.retain(|_, f| {
-            f.blocked_until_ms > now_ms || now_ms.saturating_sub(f.last_ms) < DAY_MS
+            f.pending > 0
+                || f.blocked_until_ms > now_ms
+                || now_ms.saturating_sub(f.last_ms) < DAY_MS
         });
+    }
+}
+
+/// An admitted login attempt, pending until it is settled.
+pub struct Attempt {
+    throttle: LoginThrottle,
+    /// `None` once settled.
+    username: Option<String>,
+}
+
+impl Attempt {
+    /// The password was wrong (or the user unknown): counts a failure; returns the block it
+    /// earned, if any.
+    pub fn fail(mut self, now_ms: u64) -> Option<Throttled> {
+        let username = self.username.take()?;
+        self.throttle.settle(&username, Some(now_ms))
+    }
+
+    /// The password was right: forgets the username's failures.
+    pub fn succeed(mut self) {
+        if let Some(username) = self.username.take() {
+            self.throttle.lock().failures.remove(&username);
+        }
+    }
+}
+
+/// The username may be a password typed into the wrong field: never printed.
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attempt")
+    }
+}
+
+/// An attempt abandoned before its check ended (the call was cancelled) is neither a failure
+/// nor a success; it only stops being pending.
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(username) = self.username.take() {
+            self.throttle.settle(&username, None);
+        }
     }
 }
 
@@ -153,13 +220,12 @@ mod tests {
         let t = throttle(1000);
         let mut now = 1_000_000;
         for _ in 0..5 {
-            assert!(t.admit("alice", now).is_ok());
-            assert_eq!(t.fail("alice", now), None);
+            let attempt = t.admit("alice", now).unwrap();
+            assert_eq!(attempt.fail(now), None);
         }
         let mut delays = Vec::new();
         for _ in 5..10 {
-            assert!(t.admit("alice", now).is_ok());
-            let block = t.fail("alice", now);
+            let block = t.admit("alice", now).unwrap().fail(now);
             let Some(block) = block else {
                 panic!("no block after free failures")
             };
@@ -180,12 +246,31 @@ mod tests {
     #[test]
     fn success_resets() {
         let t = throttle(1000);
-        for _ in 0..6 {
-            t.fail("carol", 0);
+        for _ in 0..5 {
+            t.admit("carol", 0).unwrap().fail(0);
         }
-        t.succeed("carol");
-        assert!(t.admit("carol", 0).is_ok());
-        assert_eq!(t.fail("carol", 0), None);
+        t.admit("carol", 0).unwrap().succeed();
+        assert_eq!(t.admit("carol", 0).unwrap().fail(0), None);
+    }
+
+    #[test]
+    fn parallel_attempts_beyond_the_free_failures_wait_for_the_pending_ones() {
+        let t = throttle(1000);
+        // 40 attempts at once: the five free failures may be checked together, no more.
+        let admitted: Vec<Attempt> = (0..40).filter_map(|_| t.admit("dave", 0).ok()).collect();
+        assert_eq!(admitted.len(), 5);
+        for attempt in admitted {
+            attempt.fail(0);
+        }
+        // Then one at a time: the next is admitted, and none beside it.
+        let next = t.admit("dave", 0).unwrap();
+        assert!(t.admit("dave", 0).is_err());
+        assert!(next.fail(0).is_some(), "the sixth failure earns a delay");
+        // An abandoned attempt stops being pending without counting.
+        let abandoned = t.admit("erin", 0).unwrap();
+        drop(abandoned);
+        let admitted: Vec<Attempt> = (0..10).filter_map(|_| t.admit("erin", 0).ok()).collect();
+        assert_eq!(admitted.len(), 5, "the abandoned attempt was counted");
     }
 
     #[test]

@@ -196,28 +196,28 @@ impl McpSessions {
             Some(_) => username.to_owned(),
             None => state.audit.unknown_username(username),
         };
-        if let Err(throttled) = state.throttle.admit(username, now) {
-            state.audit.record_or_log(
-                AuditEvent::new("login.locked", "denied", &[nist::AC_7])
-                    .username(&claimed())
-                    .tool(tool)
-                    .detail(json!({"retryAfter": throttled.retry_after, "global": throttled.global, "locked": throttled.locked})),
-            );
-            let message = if throttled.global {
-                format!(
-                    "too many logins on this server; retry after {} s",
-                    throttled.retry_after
-                )
-            } else {
-                format!(
-                    "too many failed logins for this username; retry after {} s",
-                    throttled.retry_after
-                )
-            };
-            return Err(ToolError::rate_limited(throttled.retry_after, message));
-        }
+        let attempt = match state.throttle.admit(username, now) {
+            Ok(attempt) => attempt,
+            Err(throttled) => {
+                state.audit.record_or_log(
+                    AuditEvent::new("login.locked", "denied", &[nist::AC_7])
+                        .username(&claimed())
+                        .tool(tool)
+                        .detail(json!({"retryAfter": throttled.retry_after, "global": throttled.global, "locked": throttled.locked, "busy": throttled.busy})),
+                );
+                let why = if throttled.global {
+                    "too many logins on this server"
+                } else if throttled.busy {
+                    "other logins for this username are being checked"
+                } else {
+                    "too many failed logins for this username"
+                };
+                let message = format!("{why}; retry after {} s", throttled.retry_after);
+                return Err(ToolError::rate_limited(throttled.retry_after, message));
+            }
+        };
         let Some(user) = state.users.authenticate(username, password).await else {
-            let block = state.throttle.fail(username, now_ms());
+            let block = attempt.fail(now_ms());
             state.audit.record_or_log(
                 AuditEvent::new("login.failure", "failure", &[nist::IA_2, nist::AC_7])
                     .username(&claimed())
@@ -236,7 +236,7 @@ impl McpSessions {
                 "invalid username or password; check both (repeated failures delay further logins), or let the host log in a bootstrap user",
             ));
         };
-        state.throttle.succeed(username);
+        attempt.succeed();
         let caller_roles = &user.roles;
         if !state.roles.allows(caller_roles, Permission::SessionCreate) {
             state.audit.record_or_log(
