@@ -18,28 +18,34 @@ use mcp_sessions::ops::{
     run_key_command, run_user_command,
 };
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Crates that log whole protocol messages below a level, whatever `RUST_LOG` asks: rmcp logs
-/// every JSON-RPC message at debug (tokens, passwords, typed text); tungstenite every DevTools
-/// frame and message at trace (text typed with browser-type, URLs with their query tokens).
-const PROTOCOL_LOG_CAPS: &[&str] = &["rmcp=warn", "tungstenite=debug"];
+/// Crates that log whole protocol messages below a level, and the most they may log whatever
+/// `RUST_LOG` asks: rmcp logs every JSON-RPC message at debug (tokens, passwords, typed text);
+/// tungstenite every DevTools frame and message at trace (text typed with browser-type, URLs with
+/// their query tokens).
+const PROTOCOL_LOG_CEILINGS: &[(&str, LevelFilter)] = &[
+    ("rmcp", LevelFilter::WARN),
+    ("tungstenite", LevelFilter::DEBUG),
+];
 
 fn init_logging() {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    // A directive for the same target replaces the one RUST_LOG gave.
-    for cap in PROTOCOL_LOG_CAPS {
-        if let Ok(directive) = cap.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
+    let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // A second filter that every line must pass too: a ceiling, never a floor.
+    let ceilings = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(PROTOCOL_LOG_CEILINGS.iter().copied());
     // A log line that cannot be written (stderr closed, disk full) is dropped: the default would
     // report it with `eprintln!`, which panics on that same stderr.
-    tracing_subscriber::fmt()
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false)
         .with_ansi(false)
-        .with_env_filter(filter)
-        .init();
+        .with_filter(requested.and(ceilings));
+    tracing_subscriber::registry().with(stderr).init();
 }
 
 /// glibc raises its mmap threshold after the first large free, so argon2's 19 MiB blocks would
