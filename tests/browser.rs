@@ -1275,12 +1275,12 @@ fn browser_profiles_directory_is_owner_only_in_an_existing_data_dir() {
 
 /// Issue 16 item 5: even with `RUST_LOG=trace` (and an explicit `tungstenite=trace`), stderr holds
 /// neither the text typed with browser-type nor a token in a navigated URL's query, in plain or
-/// as the hex of a logged frame.
+/// as the hex of a logged frame; with no `RUST_LOG`, nothing below warn is written.
 #[test]
 fn trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr() {
     require_chromium!("trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr");
     let site = TestSite::start();
-    for log in ["trace", "trace,tungstenite=trace"] {
+    for log in ["", "trace", "trace,tungstenite=trace"] {
         let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT).env("RUST_LOG", log));
         let session = login(&mut server, "demo", "demo123!");
         let context = create_context(&mut server, &session);
@@ -1298,6 +1298,14 @@ fn trace_logging_keeps_typed_text_and_url_tokens_out_of_stderr() {
         );
         assert_eq!(server.close(), Some(0));
         let stderr = server.stderr();
+        if log.is_empty() {
+            // The default is warn; the ceilings never raise a crate above what RUST_LOG asks.
+            let chatty: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains(" DEBUG ") || l.contains(" TRACE ") || l.contains(" INFO "))
+                .collect();
+            assert!(chatty.is_empty(), "below warn by default: {chatty:#?}");
+        }
         for secret in [token, typed] {
             assert!(
                 !stderr.contains(secret),
@@ -1355,6 +1363,101 @@ fn context_caps_hold_under_concurrent_creates() {
             .as_str()
             .is_some_and(|e| e.contains("across your sessions")),
         "{refused}"
+    );
+    assert_eq!(server.close(), Some(0));
+}
+
+/// Issue 16 item 6: browser-evaluate of an endless loop answers BROWSER_TIMEOUT (it timed out),
+/// and the context goes on working.
+#[test]
+fn evaluate_of_an_endless_loop_answers_browser_timeout() {
+    require_chromium!("evaluate_of_an_endless_loop_answers_browser_timeout");
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo().set("browser.action_timeout_ms=2000"));
+    let admin = login(&mut server, "admin", "admin123!");
+    let context = create_context(&mut server, &admin);
+    navigate(&mut server, &admin, &context, &site.url("/"));
+    let refused = server.call_err(
+        "browser-evaluate",
+        json!({"sessionId": admin, "contextId": context, "expression": "for (;;) {}"}),
+        "BROWSER_TIMEOUT",
+    );
+    assert!(refused["error"].is_string(), "{refused}");
+    let value = server.call_ok(
+        "browser-evaluate",
+        json!({"sessionId": admin, "contextId": context, "expression": "1 + 1"}),
+    );
+    assert_eq!(value["value"], 2);
+    assert_eq!(server.close(), Some(0));
+}
+
+/// Issue 16 item 6: a page that hangs its renderer by itself (a timer's endless loop) can still be
+/// navigated away from.
+#[test]
+fn a_page_that_hangs_itself_can_be_navigated_away_from() {
+    require_chromium!("a_page_that_hangs_itself_can_be_navigated_away_from");
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo().set("browser.action_timeout_ms=2000"));
+    let session = login(&mut server, "demo", "demo123!");
+    let context = create_context(&mut server, &session);
+    navigate(&mut server, &session, &context, &site.url("/hang"));
+    std::thread::sleep(Duration::from_millis(300));
+    let away = server.call_ok(
+        "browser-navigate",
+        json!({"sessionId": session, "contextId": context, "url": site.url("/"), "timeoutMs": 10000}),
+    );
+    assert_eq!(away["status"], 200, "{away}");
+    assert!(read_text(&mut server, &session, &context).contains(INDEX_TEXT));
+    assert_eq!(server.close(), Some(0));
+}
+
+/// Issue 16 item 6: a page whose text is larger than a DevTools message may carry is read cut to
+/// `maxChars` inside the page, and its context stays usable and listed as it is.
+#[test]
+fn a_page_over_the_message_limit_is_read_truncated_and_the_context_stays_usable() {
+    require_chromium!(
+        "a_page_over_the_message_limit_is_read_truncated_and_the_context_stays_usable"
+    );
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
+    // An admin, who may also run browser-evaluate.
+    let session = login(&mut server, "admin", "admin123!");
+    let context = create_context(&mut server, &session);
+    navigate(&mut server, &session, &context, &site.url("/huge"));
+    let reading = server.call_ok(
+        "browser-read",
+        json!({"sessionId": session, "contextId": context, "maxChars": 1000}),
+    );
+    assert_eq!(reading["truncated"], true, "{reading}");
+    assert!(
+        reading["totalChars"].as_u64().unwrap_or(0) > 16 * 1024 * 1024,
+        "{reading}"
+    );
+    assert_eq!(
+        reading["content"].as_str().map(|c| c.chars().count()),
+        Some(1000)
+    );
+    let html = server.call_ok(
+        "browser-read",
+        json!({"sessionId": session, "contextId": context, "mode": "html", "maxChars": 500}),
+    );
+    assert_eq!(html["truncated"], true);
+    // A result too large for one DevTools message fails that call; the next one reconnects.
+    let whole = server.call(
+        "browser-evaluate",
+        json!({"sessionId": session, "contextId": context, "expression": "document.body.textContent"}),
+    );
+    assert!(whole.is_error, "an 18 MB value came back whole");
+    let value = server.call_ok(
+        "browser-evaluate",
+        json!({"sessionId": session, "contextId": context, "expression": "document.title"}),
+    );
+    assert_eq!(value["value"], "huge");
+    navigate(&mut server, &session, &context, &site.url("/"));
+    assert!(read_text(&mut server, &session, &context).contains(INDEX_TEXT));
+    assert_eq!(
+        listed_context(&mut server, &session, &context)["status"],
+        "active"
     );
     assert_eq!(server.close(), Some(0));
 }

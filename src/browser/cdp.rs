@@ -28,17 +28,30 @@ pub enum CdpError {
 
 pub struct CdpConnection {
     socket: WebSocket<MaybeTlsStream<TcpStream>>,
+    url: String,
+    /// The socket failed (the browser closed it, or a message was larger than a WebSocket
+    /// message may be): the next call connects again, so one failed call does not leave the
+    /// tab unusable while its target lives on.
+    broken: bool,
     next_id: u64,
+}
+
+fn open_socket(ws_url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, CdpError> {
+    let (socket, _) = tungstenite::connect(ws_url).map_err(|e| CdpError::Closed(e.to_string()))?;
+    if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        let _ = stream.set_nodelay(true);
+    }
+    Ok(socket)
 }
 
 impl CdpConnection {
     pub fn connect(ws_url: &str) -> Result<Self, CdpError> {
-        let (socket, _) =
-            tungstenite::connect(ws_url).map_err(|e| CdpError::Closed(e.to_string()))?;
-        if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
-            let _ = stream.set_nodelay(true);
-        }
-        Ok(Self { socket, next_id: 0 })
+        Ok(Self {
+            socket: open_socket(ws_url)?,
+            url: ws_url.to_owned(),
+            broken: false,
+            next_id: 0,
+        })
     }
 
     fn set_timeout(&self, timeout: Duration) {
@@ -63,8 +76,25 @@ impl CdpConnection {
             .map_err(|e| CdpError::Remote(format!("unexpected answer to {}: {e}", M::NAME)))
     }
 
-    /// Sends `method` and waits for its result, skipping events.
+    /// Sends `method` and waits for its result, skipping events; a failed socket is replaced first.
     fn call(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Value, CdpError> {
+        if self.broken {
+            self.socket = open_socket(&self.url)?;
+            self.broken = false;
+        }
+        let result = self.exchange(method, params, timeout);
+        if let Err(CdpError::Closed(_)) = result {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn exchange(
+        &mut self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, CdpError> {
         self.next_id += 1;
         let id = self.next_id;
         let deadline = Instant::now() + timeout;

@@ -73,6 +73,7 @@ pub fn evaluate(
     expression: &str,
     timeout: Duration,
 ) -> Result<Value, PageError> {
+    let started = Instant::now();
     let reply = page.send(
         Runtime::Evaluate {
             expression: expression.to_owned(),
@@ -93,7 +94,12 @@ pub fn evaluate(
             serialization_options: None,
         },
         timeout + GRACE,
-    )?;
+    );
+    let reply = match reply {
+        // Chrome stops a script at `timeout` and answers a bare "Internal error".
+        Err(CdpError::Remote(_)) if started.elapsed() >= timeout => return Err(PageError::Timeout),
+        other => other?,
+    };
     if let Some(details) = reply.exception_details {
         let description = details
             .exception
@@ -123,11 +129,13 @@ pub fn navigate(
     let deadline = Instant::now() + timeout;
     // A marker in the old document tells it apart from the new one.
     let marker = format!("m{}", crate::clock::now_ms());
-    let _ = evaluate(
-        page,
-        &format!("window.__mcpNav = '{marker}'"),
-        Duration::from_secs(1),
-    );
+    let mark = format!("window.__mcpNav = '{marker}'");
+    if let Err(PageError::Timeout) = evaluate(page, &mark, Duration::from_secs(1)) {
+        // A script that never yields (an endless loop) holds the renderer, and a navigation
+        // would wait behind it: stop it first (DevTools interrupts it), then go.
+        let _ = page.send(Runtime::TerminateExecution(None), Duration::from_secs(2));
+        let _ = evaluate(page, &mark, Duration::from_secs(1));
+    }
     let request = Page::Navigate {
         url: url.to_owned(),
         referrer: None,
@@ -410,19 +418,24 @@ pub fn read(
     } else {
         "document.body ? document.body.innerText : ''"
     };
+    // Cut inside the page: a page's text may be larger than one DevTools message can carry
+    // (16 MiB). Lengths count code points, as the result's do.
     let value = evaluate(
         page,
-        &format!("({{content: {body}, url: location.href}})"),
+        &format!(
+            "(() => {{ const text = {body}; const max = {max_chars};
+               const pairs = (text.match(/[\\uD800-\\uDBFF][\\uDC00-\\uDFFF]/g) || []).length;
+               const total = text.length - pairs;
+               const content = total > max ? Array.from(text.slice(0, 2 * max)).slice(0, max).join('') : text;
+               return {{content, total, url: location.href}}; }})()"
+        ),
         timeout,
     )?;
-    let text = value["content"].as_str().unwrap_or_default();
-    let total_chars = text.chars().count();
+    let content = value["content"].as_str().unwrap_or_default().to_owned();
+    let total_chars = value["total"]
+        .as_u64()
+        .map_or_else(|| content.chars().count(), |n| n as usize);
     let truncated = total_chars > max_chars;
-    let content = if truncated {
-        text.chars().take(max_chars).collect()
-    } else {
-        text.to_owned()
-    };
     Ok(Reading {
         content,
         truncated,

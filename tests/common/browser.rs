@@ -174,6 +174,15 @@ const POPUP: &str = r#"<!doctype html><html><head><title>popup</title></head>
 const SPIN: &str = r#"<!doctype html><html><head><title>spin</title></head><body>
 <button id="spin" onclick="while (true) {}">Spin</button></body></html>"#;
 
+/// Hangs its renderer by itself once loaded: a timer starts an endless loop.
+const HANG: &str = r#"<!doctype html><html><head><title>hang</title></head><body><p>about to hang</p>
+<script>setTimeout(() => { for (;;) {} }, 50);</script></body></html>"#;
+
+/// Builds a text of 17 MiB in the page, past the 16 MiB a DevTools message may carry.
+const HUGE: &str = r#"<!doctype html><html><head><title>huge</title></head><body><p id="t"></p>
+<script>document.getElementById('t').textContent = 'huge page '.repeat(1.8 * 1024 * 1024);</script>
+</body></html>"#;
+
 fn long_page() -> String {
     let body = "lorem ipsum dolor sit amet ".repeat(400);
     format!(
@@ -235,6 +244,8 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
         "/tall" => ("200 OK", vec![], TALL),
         "/popup" => ("200 OK", vec![], POPUP),
         "/spin" => ("200 OK", vec![], SPIN),
+        "/hang" => ("200 OK", vec![], HANG),
+        "/huge" => ("200 OK", vec![], HUGE),
         "/slow" => {
             std::thread::sleep(Duration::from_secs(10));
             ("200 OK", vec![], INDEX)
