@@ -241,6 +241,7 @@ impl App {
             );
         }
         let ended = self.state.sessions.end_all();
+        self.state.audit.flush_repeats(crate::clock::now_ms(), true);
         self.state.audit.record_or_log(
             AuditEvent::new("server.stop", "success", &[nist::AU_3, nist::AC_12])
                 .detail(json!({"sessionsEnded": ended.len()})),
@@ -264,6 +265,7 @@ async fn background(state: Arc<ServerState>, mut ended: UnboundedReceiver<EndedS
                 let now = crate::clock::now_ms();
                 state.sessions.sweep(now);
                 state.throttle.prune(now);
+                state.audit.flush_repeats(now, false);
                 state.browser.stop_idle(now);
                 release_free_memory();
             }

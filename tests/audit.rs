@@ -365,6 +365,51 @@ fn s16_a_password_typed_as_the_username_is_not_kept_in_the_audit_log() {
     assert_eq!(failures[2], "bob");
 }
 
+/// Issue 16 item 3: refused logins for a locked name cost nothing and used to write a line each,
+/// enough to rotate the whole history out in a minute. The first refusal of a minute is written
+/// in full, the rest are counted into one summary line, and none goes unrecorded.
+#[test]
+fn refused_logins_for_a_locked_name_cannot_flush_the_audit_log() {
+    let mut server = Server::start(
+        Setup::default()
+            .set("login_free_failures=1")
+            .set("login_lock_after=2")
+            .set("login_lock_duration=600"),
+    );
+    server.add_user("bob", "bob-user-password-22", &["user"]);
+    let wrong = json!({"username": "bob", "password": "not-bobs-password-9"});
+    server.call_err("create-session", wrong.clone(), "INVALID_CREDENTIALS");
+    server.call_err("create-session", wrong.clone(), "INVALID_CREDENTIALS");
+    let ids: Vec<i64> = (0..500)
+        .map(|_| server.send_call("create-session", wrong.clone()))
+        .collect();
+    for id in ids {
+        let reply = server.reply(id);
+        assert_eq!(reply.body["code"], "RATE_LIMITED", "{:?}", reply.body);
+    }
+    assert_eq!(server.close(), Some(0));
+    let refusals: Vec<Value> = server
+        .audit()
+        .into_iter()
+        .filter(|l| l["event"] == "login.locked")
+        .filter(|l| l["detail"].get("global").is_some() || l["detail"].get("repeated").is_some())
+        .collect();
+    let written = refusals
+        .iter()
+        .filter(|l| l["detail"].get("global").is_some())
+        .count();
+    let counted: u64 = refusals
+        .iter()
+        .filter_map(|l| l["detail"]["repeated"].as_u64())
+        .sum();
+    assert!(
+        written <= 2,
+        "{written} refusal lines for one name in a minute"
+    );
+    assert_eq!(written as u64 + counted, 500, "every refusal is on record");
+    assert!(refusals.iter().all(|l| l["username"] == "bob"));
+}
+
 #[cfg(unix)]
 #[test]
 fn s19_an_audit_log_that_cannot_be_opened_stops_start_up() {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::chain::{Keys, line_mac_field, line_seq};
+use super::repeats::Repeats;
 use super::{AuditError, AuditEvent, nist};
 use crate::auth::secret::SecretBytes;
 
@@ -56,6 +57,7 @@ struct Shared {
     writer: Mutex<Writer>,
     keys: Keys,
     max_bytes: u64,
+    repeats: Repeats,
 }
 
 /// Appends audit events. A cheap `Clone` handle.
@@ -114,6 +116,7 @@ impl AuditLog {
                 writer: Mutex::new(writer),
                 keys,
                 max_bytes,
+                repeats: Repeats::default(),
             }),
         };
         if last.is_none() {
@@ -226,6 +229,22 @@ impl AuditLog {
     pub fn record_or_log(&self, event: AuditEvent) {
         if let Err(e) = self.record(event) {
             tracing::error!("{e}");
+        }
+    }
+
+    /// Records a refusal that costs the caller nothing and may come in floods (see `repeats`):
+    /// the first of its `kind` in a minute in full, the others counted into one summary line.
+    pub fn record_repeated(&self, kind: &str, event: AuditEvent, now_ms: u64) {
+        for line in self.shared.repeats.note(kind, event, now_ms) {
+            self.record_or_log(line);
+        }
+    }
+
+    /// Writes the summaries of the repeated refusals whose minute has ended (the background
+    /// tick), or of all still being counted (`all`, at exit).
+    pub fn flush_repeats(&self, now_ms: u64, all: bool) {
+        for line in self.shared.repeats.due(now_ms, all) {
+            self.record_or_log(line);
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod chain;
 mod log;
+mod repeats;
 pub mod tail;
 mod verify;
 

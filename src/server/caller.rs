@@ -199,11 +199,15 @@ impl McpSessions {
         let attempt = match state.throttle.admit(username, now) {
             Ok(attempt) => attempt,
             Err(throttled) => {
-                state.audit.record_or_log(
+                // Refused before any password check, so free to repeat: aggregated per name.
+                let name = claimed();
+                state.audit.record_repeated(
+                    &format!("login.locked {name}"),
                     AuditEvent::new("login.locked", "denied", &[nist::AC_7])
-                        .username(&claimed())
+                        .username(&name)
                         .tool(tool)
                         .detail(json!({"retryAfter": throttled.retry_after, "global": throttled.global, "locked": throttled.locked, "busy": throttled.busy})),
+                    now,
                 );
                 let why = if throttled.global {
                     "too many logins on this server"
