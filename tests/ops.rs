@@ -505,6 +505,7 @@ fn doctor_passes_the_key_and_audit_checks_after_a_first_run() {
         "audit.key",
         "audit log writable",
         "audit chain",
+        "audit history",
     ] {
         assert_eq!(doctor_row(&report, check).0, "OK", "{check}:\n{report}");
     }
@@ -712,4 +713,62 @@ fn user_add_refuses_a_name_that_differs_only_in_case() {
     );
     let again = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
     assert!(text(&again.stderr).contains("already exists"));
+}
+
+/// Issue 16 item 3: rotation never discards history silently. The `log.start` line of the file a
+/// rotation starts names the seq range of the file it removed, the chain still verifies, and
+/// `doctor` warns in an "audit history" row.
+#[test]
+fn audit_rotation_records_what_it_discards_and_doctor_warns() {
+    let mut server = Server::start(
+        Setup::demo()
+            .set("audit_max_bytes=1500")
+            .set("login_rate_per_minute=100000"),
+    );
+    for n in 0..60 {
+        server.call_err(
+            "create-session",
+            json!({"username": format!("nobody{n}"), "password": "wrong-password-1"}),
+            "INVALID_CREDENTIALS",
+        );
+    }
+    assert_eq!(server.close(), Some(0));
+    let log = server.data_dir.join("audit.log");
+    let files: Vec<PathBuf> = std::iter::once(log.clone())
+        .chain((1..=5).map(|n| server.data_dir.join(format!("audit.log.{n}"))))
+        .collect();
+    assert!(files.iter().all(|f| f.exists()), "expected 5 rotated files");
+    let discarded: Vec<Value> = files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["event"] == "log.start" && l["detail"].get("discarded").is_some())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        !discarded.is_empty(),
+        "no rotation recorded what it removed"
+    );
+    for line in &discarded {
+        let gone = &line["detail"]["discarded"];
+        assert_eq!(gone["file"], "audit.log.5", "{line}");
+        let (from, to) = (gone["seqFrom"].as_u64(), gone["seqTo"].as_u64());
+        assert!(from.is_some() && to >= from, "{line}");
+    }
+    let verify = common::user_command(
+        &server.data_dir,
+        &server.config_dir,
+        &["audit", "verify"],
+        "",
+    );
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let doctor = common::user_command(&server.data_dir, &server.config_dir, &["doctor"], "");
+    let report = text(&doctor.stdout);
+    let (status, found) = doctor_row(&report, "audit history");
+    assert_eq!(status, "WARN", "{report}");
+    assert!(found.contains("discarded"), "{report}");
 }

@@ -124,7 +124,7 @@ impl AuditLog {
             crate::auth::secret::fill_random(&mut genesis)
                 .map_err(|_| open_err(std::io::Error::other("random generator failed")))?;
             let mut writer = log.lock_writer()?;
-            log.start_file(&mut writer, hex::encode(genesis))?;
+            log.start_file(&mut writer, hex::encode(genesis), None)?;
         }
         Ok(log)
     }
@@ -137,10 +137,21 @@ impl AuditLog {
     }
 
     /// Writes the `log.start` line that seeds a file's chain.
-    fn start_file(&self, writer: &mut Writer, genesis: String) -> Result<(), AuditError> {
+    /// Writes the `log.start` line that seeds a file's chain; `discarded` says what rotation
+    /// removed to make room, so that no history goes away unrecorded.
+    fn start_file(
+        &self,
+        writer: &mut Writer,
+        genesis: String,
+        discarded: Option<Value>,
+    ) -> Result<(), AuditError> {
         writer.prev = self.shared.keys.genesis_prev(&genesis);
         let mut event = AuditEvent::new("log.start", "success", &[nist::AU_3]);
-        event.detail = Some(serde_json::json!({"pid": std::process::id()}));
+        let mut detail = serde_json::json!({"pid": std::process::id()});
+        if let Some(discarded) = discarded {
+            detail["discarded"] = discarded;
+        }
+        event.detail = Some(detail);
         self.write_line(writer, &event, Some(genesis))
     }
 
@@ -204,7 +215,15 @@ impl AuditLog {
     /// Moves the full file aside (`.1`, `.2`, …) and starts a new one chained to it.
     fn rotate(&self, writer: &mut Writer) -> Result<(), AuditError> {
         let rotated = |n: u32| PathBuf::from(format!("{}.{n}", writer.path.display()));
-        let _ = std::fs::remove_file(rotated(KEEP_ROTATED));
+        let oldest = rotated(KEEP_ROTATED);
+        let discarded = seq_range(&oldest).map(|(from, to)| {
+            serde_json::json!({
+                "file": oldest.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "seqFrom": from,
+                "seqTo": to,
+            })
+        });
+        let _ = std::fs::remove_file(&oldest);
         for n in (1..KEEP_ROTATED).rev() {
             let _ = std::fs::rename(rotated(n), rotated(n + 1));
         }
@@ -212,7 +231,7 @@ impl AuditLog {
         writer.file = open_append(&writer.path).map_err(AuditError::Write)?;
         writer.size = 0;
         let genesis = writer.prev.clone();
-        self.start_file(writer, genesis)
+        self.start_file(writer, genesis, discarded)
     }
 
     /// Writes one event. An error means the event is not on record: fail closed.
@@ -272,6 +291,20 @@ fn restrict_permissions(file: &File) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict_permissions(_file: &File) -> std::io::Result<()> {
     Ok(())
+}
+
+/// The first and last `seq` of an audit file, if it exists and has lines.
+fn seq_range(path: &Path) -> Option<(u64, u64)> {
+    let mut file = File::open(path).ok()?;
+    let mut head = [0u8; 4096];
+    let read = file.read(&mut head).ok()?;
+    let first = head[..read].split(|b| *b == b'\n').next()?;
+    let first = serde_json::from_slice::<Value>(first)
+        .ok()?
+        .get("seq")?
+        .as_u64();
+    let last = last_line(&mut file).and_then(|l| line_seq(&l));
+    Some((first.or(last)?, last?))
 }
 
 /// The file's last non-empty line, without its newline.

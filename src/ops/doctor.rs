@@ -145,6 +145,7 @@ pub fn run(paths: &Paths, settings: &[String]) -> Report {
     checks.push(check_key_file("audit.key", &paths.audit_key_file()));
     checks.push(check_audit_writable(&paths.audit_file()));
     checks.push(check_audit_chain(paths));
+    checks.push(check_audit_history(&paths.audit_file()));
     let configured = config
         .as_ref()
         .and_then(|c| c.browser.chrome_path.as_deref());
@@ -402,6 +403,53 @@ fn check_audit_chain(paths: &Paths) -> Check {
         ),
         Err(e) => Check::fail(what, e.to_string(), "check the file's ownership"),
     }
+}
+
+/// Whether rotation has discarded history, or is about to: each file's `log.start` line records
+/// what the rotation that started it removed.
+fn check_audit_history(file: &Path) -> Check {
+    let what = "audit history";
+    let rotated = |n: u32| std::path::PathBuf::from(format!("{}.{n}", file.display()));
+    let kept: Vec<std::path::PathBuf> = (1..=5).map(rotated).filter(|p| p.exists()).collect();
+    let fix = "archive the rotated files (audit.log.N) or ship the log to a collector, and raise audit_max_bytes";
+    let mut discarded = Vec::new();
+    for path in std::iter::once(file.to_path_buf()).chain(kept.iter().cloned()) {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains("\"discarded\"")) {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
+                let gone = &value["detail"]["discarded"];
+                discarded.push(format!(
+                    "seq {}–{} (at {})",
+                    gone["seqFrom"],
+                    gone["seqTo"],
+                    value["ts"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    if !discarded.is_empty() {
+        return Check::warn(
+            what,
+            format!("rotation discarded audit history: {}", discarded.join(", ")),
+            fix,
+        );
+    }
+    if kept.len() >= 5 {
+        return Check::warn(
+            what,
+            format!(
+                "{} rotated files kept: the next rotation discards the oldest",
+                kept.len()
+            ),
+            fix,
+        );
+    }
+    Check::ok(
+        what,
+        format!("{} rotated file(s) kept, none discarded", kept.len()),
+    )
 }
 
 fn check_browser(configured: Option<&Path>) -> Vec<Check> {
