@@ -22,7 +22,7 @@ use crate::browser::{BrowserManager, UrlPolicy};
 use crate::config::{Config, ConfigError, Paths};
 use crate::files::FileWatch;
 use crate::server::{Bootstrap, McpSessions, ServerState};
-use crate::sessions::{EndReason, EndedSession, SessionLimits, SessionStore};
+use crate::sessions::{EndReason, EndedSession, Handles, SessionLimits, SessionStore};
 use crate::transport::LineTransport;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub enum StartError {
         "MCP_SESSIONS_USER is set but neither MCP_SESSIONS_PASSWORD nor MCP_SESSIONS_PASSWORD_FILE is"
     )]
     BootstrapPassword,
+    #[error("the operating system's random generator failed")]
+    Random,
 }
 
 /// The rules of the configuration that belong to the parts it configures: permission names
@@ -187,6 +189,7 @@ impl App {
                 paths,
                 users,
                 sessions,
+                handles: Handles::new().ok_or(StartError::Random)?,
                 tokens,
                 audit,
                 throttle,

@@ -58,6 +58,7 @@ fn s01_session_ids_are_64_lowercase_hex_and_unique() {
             .set("login_rate_per_minute=1000"),
     );
     let mut ids = HashSet::new();
+    let mut admin_ids = HashSet::new();
     let mut admin_token = String::new();
     for (user, password) in [
         ("admin", "admin123!"),
@@ -81,16 +82,21 @@ fn s01_session_ids_are_64_lowercase_hex_and_unique() {
             }
             if user == "admin" {
                 admin_token = access_token(&created);
+                admin_ids.insert(id.clone());
             }
         }
     }
     assert_eq!(ids.len(), 3 * per_user);
     let list = server.call_ok("list-sessions", json!({"accessToken": admin_token}));
     assert_eq!(list["count"], 3 * per_user);
+    let listed = listed_ids(&list);
+    assert_eq!(listed.len(), 3 * per_user, "every session listed once");
+    assert!(listed.iter().all(|id| is_session_id(id)), "{listed:?}");
+    // An admin sees its own ids, and other users' sessions as handles, never their ids.
+    let issued: HashSet<String> = listed.intersection(&ids).cloned().collect();
     assert_eq!(
-        listed_ids(&list),
-        ids,
-        "the server lists exactly the ids it issued"
+        issued, admin_ids,
+        "the listed ids are exactly the admin's own"
     );
 }
 
@@ -240,16 +246,33 @@ fn s04_users_cannot_touch_each_others_sessions_but_admins_can() {
     let admin = server.login("admin", "admin123!");
     let admin_token = access_token(&admin);
     let all = server.call_ok("list-sessions", json!({"accessToken": admin_token}));
-    assert!(listed_ids(&all).is_superset(&HashSet::from([
-        alice_id.clone(),
-        session_id(&bob),
-        session_id(&admin)
-    ])));
+    let listed = listed_ids(&all);
+    assert!(listed.contains(&session_id(&admin)), "{listed:?}");
+    assert!(
+        !listed.contains(&alice_id) && !listed.contains(&session_id(&bob)),
+        "an admin was shown other users' session ids: {listed:?}"
+    );
     let only_alice = server.call_ok(
         "list-sessions",
         json!({"accessToken": admin_token, "userId": DEMO_ID}),
     );
-    assert_eq!(listed_ids(&only_alice), HashSet::from([alice_id.clone()]));
+    let handles = listed_ids(&only_alice);
+    assert_eq!(handles.len(), 1, "{only_alice}");
+    let alice_handle = handles.into_iter().next().unwrap_or_default();
+    assert!(is_session_id(&alice_handle) && alice_handle != alice_id);
+    // The handle names alice's session to the admin, and is no credential on its own.
+    let by_handle = server.call_ok(
+        "get-session",
+        json!({"sessionId": alice_handle, "accessToken": admin_token}),
+    );
+    assert_eq!(by_handle["userId"], DEMO_ID);
+    assert_eq!(by_handle["sessionId"], alice_handle.as_str());
+    assert!(by_handle.get("accessToken").is_none(), "{by_handle}");
+    server.call_err(
+        "get-session",
+        json!({"sessionId": alice_handle}),
+        "SESSION_NOT_FOUND",
+    );
     let seen = server.call_ok(
         "get-session",
         json!({"sessionId": alice_id, "accessToken": admin_token}),
@@ -1465,11 +1488,66 @@ fn bootstrap_with_a_wrong_password_still_starts_and_refuses_credentialless_calls
             .env("MCP_SESSIONS_PASSWORD", "not-demos-password"),
     );
     server.call_err("list-sessions", json!({}), "AUTH_FAILED");
-    // Explicit credentials still work.
+    // An explicit access token still works; a session id alone no longer stands for another
+    // user while a bootstrap user is configured (issue 16 item 4).
     let created = server.login("admin", "admin123!");
-    server.call_ok("list-sessions", json!({"sessionId": session_id(&created)}));
+    let token = created["tokens"]["accessToken"].clone();
+    server.call_ok("list-sessions", json!({"accessToken": token}));
+    server.call_err(
+        "list-sessions",
+        json!({"sessionId": session_id(&created)}),
+        "AUTH_FAILED",
+    );
     assert!(
         !server.stderr().contains("not-demos-password"),
         "the bootstrap password was logged"
     );
+}
+
+/// Issue 16 item 4: with a bootstrap user, a session id alone never stands for another user. The
+/// host's model holds the bootstrap user's standing; an admin id it has seen names a target,
+/// checked against the bootstrap user's roles, and hands out nothing of the admin's.
+#[test]
+fn with_a_bootstrap_user_a_session_id_never_acts_as_another_user() {
+    let mut server = Server::start(
+        Setup::demo()
+            .env("MCP_SESSIONS_USER", "demo")
+            .env("MCP_SESSIONS_PASSWORD", "demo123!"),
+    );
+    let admin = server.login("admin", "admin123!");
+    let admin_id = session_id(&admin);
+    let denied = server.call_err(
+        "get-session",
+        json!({"sessionId": admin_id}),
+        "PERMISSION_DENIED",
+    );
+    assert!(!denied.to_string().contains("eyJ"), "a token in {denied}");
+    server.call_err(
+        "delete-session",
+        json!({"sessionId": admin_id}),
+        "PERMISSION_DENIED",
+    );
+    let listed = server.call_ok("list-sessions", json!({"sessionId": admin_id}));
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .is_some_and(|all| all.iter().all(|s| s["username"] == "demo")),
+        "the bootstrap user listed another's sessions: {listed}"
+    );
+    // The bootstrap user's own sessions are still selected by id, and an explicit access token
+    // still says who calls.
+    let own = server.call_ok("list-sessions", json!({}));
+    let own_id = own["sessions"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let status = server.call_ok("get-session", json!({"sessionId": own_id}));
+    assert_eq!(status["username"], "demo");
+    assert!(status["accessToken"].is_string(), "its own token: {status}");
+    let as_admin = server.call_ok(
+        "get-session",
+        json!({"sessionId": admin_id, "accessToken": access_token(&admin)}),
+    );
+    assert_eq!(as_admin["username"], "admin");
+    assert_eq!(server.close(), Some(0));
 }

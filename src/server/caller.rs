@@ -65,10 +65,32 @@ impl McpSessions {
         }
         if let Some(text) = session_id {
             let id = parse_session_id(text)?;
+            // With a bootstrap user the host's model acts as that user: a session id selects
+            // among its sessions and never stands for another user, whose id the model may have
+            // seen. Any other id is a target, checked against the bootstrap user's roles.
+            if let Some(bootstrap) = &state.bootstrap {
+                let own = state
+                    .sessions
+                    .peek(id, now)
+                    .is_ok_and(|s| s.user.username == bootstrap.username);
+                if !own {
+                    return self.bootstrap_caller().await;
+                }
+            }
             let session = state.sessions.touch(id, None, now)?;
             return Ok(Caller { session });
         }
         self.bootstrap_caller().await
+    }
+
+    /// How `target` is named to `caller`: its id when it is the caller's own, else its handle
+    /// (an admin sees other users' sessions, never their ids).
+    pub(super) fn shown_id(&self, caller: &Caller, target: &SessionInfo) -> String {
+        if target.user.id == caller.user_id() {
+            target.id.to_hex()
+        } else {
+            self.state.handles.of(target.id)
+        }
     }
 
     /// The bootstrap user's session, logging in again when the previous one has ended.
@@ -137,7 +159,23 @@ impl McpSessions {
                 if id == caller.session.id {
                     caller.session.clone()
                 } else {
-                    self.state.sessions.peek(id, now_ms())?
+                    match self.state.sessions.peek(id, now_ms()) {
+                        Ok(session) => session,
+                        // No session has this id: perhaps it is the handle under which
+                        // list-sessions showed one. Any 64-hex text decodes to some id, so only
+                        // a live or recently ended session counts as found.
+                        Err(SessionError::NotFound) => {
+                            let named = self.state.handles.id_of(text);
+                            match named.map(|named| self.state.sessions.peek(named, now_ms())) {
+                                Some(Ok(session)) => session,
+                                Some(Err(SessionError::Expired)) => {
+                                    return Err(SessionError::Expired.into());
+                                }
+                                _ => return Err(SessionError::NotFound.into()),
+                            }
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
                 }
             }
         };

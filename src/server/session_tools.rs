@@ -175,13 +175,14 @@ pub struct SessionDeleted {
     pub message: String,
 }
 
-fn summary(info: &SessionInfo) -> SessionSummary {
+/// `info` as a caller sees it; `id` is its id or its handle (see `McpSessions::shown_id`).
+fn summary(info: &SessionInfo, id: String) -> SessionSummary {
     let mut metadata = serde_json::Map::new();
     if let Some(client) = &info.client {
         metadata.insert("client".into(), json!(client.as_ref()));
     }
     SessionSummary {
-        id: info.id.to_hex(),
+        id,
         user_id: info.user.id.clone(),
         username: info.user.username.clone(),
         roles: info.user.roles.clone(),
@@ -306,7 +307,7 @@ impl McpSessions {
             .sessions
             .list(filter.as_deref(), now_ms())
             .iter()
-            .map(summary)
+            .map(|info| summary(info, self.shown_id(&caller, info)))
             .collect();
         Ok(Json(SessionList {
             count: sessions.len(),
@@ -328,7 +329,8 @@ impl McpSessions {
             .then(|| self.state.sessions.access_token(target.id))
             .flatten()
             .map(|t| t.expose().to_owned());
-        let s = summary(&target);
+        // Named as the caller named it: its id, or the handle list-sessions showed.
+        let s = summary(&target, args.session_id.clone());
         Ok(Json(SessionStatus {
             session_id: s.id,
             user_id: s.user_id,
@@ -443,7 +445,7 @@ impl McpSessions {
         }
         Ok(Json(SessionDeleted {
             success: true,
-            session_id: target.id.to_hex(),
+            session_id: args.session_id.clone(),
             message: "Session deleted successfully".into(),
         }))
     }

@@ -14,7 +14,7 @@ use crate::auth::users::UserStore;
 use crate::browser::BrowserManager;
 use crate::config::{Config, Paths};
 use crate::files::FileWatch;
-use crate::sessions::{SessionId, SessionStore};
+use crate::sessions::{Handles, SessionId, SessionStore};
 
 /// The user the host logged in through the environment; calls without a credential act as it.
 pub struct Bootstrap {
@@ -30,6 +30,8 @@ pub struct ServerState {
     pub paths: Paths,
     pub users: UserStore,
     pub sessions: SessionStore,
+    /// How other users' sessions are named to an admin (never their ids).
+    pub handles: Handles,
     pub tokens: Arc<TokenService>,
     pub audit: AuditLog,
     pub throttle: LoginThrottle,

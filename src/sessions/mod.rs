@@ -2,6 +2,7 @@
 //! session id, why a session ended, what a caller may learn of one, the errors); `memory` is the
 //! store itself, kept in this process.
 
+mod handle;
 mod memory;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use crate::auth::secret::SecretString;
 use crate::auth::users::User;
 
+pub use handle::Handles;
 pub use memory::SessionStore;
 
 /// 32 random bytes, shown as 64 lowercase hex characters. Stored binary to keep sessions small.
@@ -37,7 +39,7 @@ impl SessionId {
         hex::encode(self.0)
     }
 
-    /// The raw bytes: associated data when sealing the session's tokens.
+    /// The raw bytes: associated data when sealing the session's tokens, input of its handle.
     pub(super) fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
