@@ -1461,3 +1461,62 @@ fn a_page_over_the_message_limit_is_read_truncated_and_the_context_stays_usable(
     );
     assert_eq!(server.close(), Some(0));
 }
+
+/// Issue 16 item 1: one user cannot starve another. 700 browser-wait-for calls on one context of
+/// one user, each cancelled, used to fill the blocking pool (each took a thread to wait for the
+/// context): another user's browser was declared crashed and a login took 33 s. Now queued calls
+/// wait without a thread and a cancelled one stops waiting, so the other user's calls, a login
+/// and a get-session are answered as usual and their browser stays active.
+#[test]
+fn one_users_flood_of_cancelled_calls_does_not_starve_another_user() {
+    require_chromium!("one_users_flood_of_cancelled_calls_does_not_starve_another_user");
+    let site = TestSite::start();
+    let mut server = Server::start(
+        Setup::demo()
+            .set(ACTION_TIMEOUT)
+            .set("login_rate_per_minute=1000"),
+    );
+    let demo = login(&mut server, "demo", "demo123!");
+    let admin = login(&mut server, "admin", "admin123!");
+    let flooded = create_context(&mut server, &demo);
+    let other = create_context(&mut server, &admin);
+    navigate(&mut server, &demo, &flooded, &site.url("/"));
+    navigate(&mut server, &admin, &other, &site.url("/"));
+
+    // Each call is cancelled as soon as it is sent, as a host does when its user moves on.
+    for _ in 0..700 {
+        let id = server.send_call(
+            "browser-wait-for",
+            json!({"sessionId": demo, "contextId": flooded, "selector": "#never",
+                   "timeoutMs": 60000}),
+        );
+        server.notify(
+            "notifications/cancelled",
+            Some(json!({"requestId": id, "reason": "the user moved on"})),
+        );
+    }
+    let started = Instant::now();
+    let read = server.call_ok(
+        "browser-read",
+        json!({"sessionId": admin, "contextId": other}),
+    );
+    assert!(
+        read["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(INDEX_TEXT)
+    );
+    server.login("viewer", "viewer123!");
+    server.call_ok("get-session", json!({"sessionId": admin}));
+    let waited = started.elapsed();
+    // A liveness bound, far above the usual tens of milliseconds: the starved build took 33 s.
+    assert!(
+        waited < Duration::from_secs(10),
+        "another user waited {waited:?}"
+    );
+    assert_eq!(
+        listed_context(&mut server, &admin, &other)["status"],
+        "active"
+    );
+    assert_eq!(server.close(), Some(0));
+}

@@ -73,8 +73,10 @@ pub(super) struct ContextEntry {
     /// The CDP BrowserContext.
     pub(super) cdp_id: String,
     pub(super) target_id: String,
-    /// The tab's own DevTools connection; one operation at a time.
-    pub(super) page: Arc<Mutex<CdpConnection>>,
+    /// The tab's own DevTools connection; one operation at a time. An async lock: a call waits
+    /// for its turn without holding a blocking thread, and stops waiting when it is dropped
+    /// (cancelled) or its time is up.
+    pub(super) page: Arc<tokio::sync::Mutex<CdpConnection>>,
     pub(super) created_ms: u64,
 }
 

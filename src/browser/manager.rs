@@ -286,7 +286,7 @@ impl BrowserManager {
             browser,
             cdp_id,
             target_id,
-            page: Arc::new(Mutex::new(page)),
+            page: Arc::new(tokio::sync::Mutex::new(page)),
             created_ms: crate::clock::now_ms(),
         });
         let info = entry.info(false);
@@ -358,11 +358,17 @@ impl BrowserManager {
         if entry.browser.crashed.load(Ordering::SeqCst) {
             return Err(BrowserError::Crashed);
         }
-        let page = entry.page.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let mut page = page.lock().unwrap_or_else(|p| p.into_inner());
-            op(&mut page)
-        });
+        // Wait for the context's turn here, not on a blocking thread: a flood of calls on one
+        // context must not fill the pool that every user's browser work and logins share.
+        let Ok(mut page) = tokio::time::timeout(timeout, entry.page.clone().lock_owned()).await
+        else {
+            return Err(if navigation {
+                BrowserError::NavigationTimeout
+            } else {
+                BrowserError::Timeout
+            });
+        };
+        let task = tokio::task::spawn_blocking(move || op(&mut page));
         self.finish(&entry.browser, timeout, task, navigation).await
     }
 
