@@ -1520,3 +1520,41 @@ fn one_users_flood_of_cancelled_calls_does_not_starve_another_user() {
     );
     assert_eq!(server.close(), Some(0));
 }
+
+/// Issue 16 item 4: an admin acts in another user's session through the handle list-sessions
+/// shows, with the admin's own token; the audit line names the session's user and who acted.
+#[test]
+fn an_admin_acts_in_another_users_session_by_handle_and_is_recorded_as_by() {
+    require_chromium!("an_admin_acts_in_another_users_session_by_handle_and_is_recorded_as_by");
+    let site = TestSite::start();
+    let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
+    let demo = login(&mut server, "demo", "demo123!");
+    let context = create_context(&mut server, &demo);
+    navigate(&mut server, &demo, &context, &site.url("/"));
+    let admin = server.login("admin", "admin123!");
+    let token = admin["tokens"]["accessToken"].clone();
+    let listed = server.call_ok(
+        "list-sessions",
+        json!({"accessToken": token, "userId": "00000000-0000-4000-8000-00000000d002"}),
+    );
+    let handle = listed["sessions"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(is_session_id(&handle) && handle != demo, "{listed}");
+    let value = server.call_ok(
+        "browser-evaluate",
+        json!({"accessToken": token, "sessionId": handle, "contextId": context,
+               "expression": "document.title"}),
+    );
+    assert_eq!(value["value"], "Test Page");
+    server.call_err(
+        "browser-evaluate",
+        json!({"sessionId": handle, "contextId": context, "expression": "1"}),
+        "SESSION_NOT_FOUND",
+    );
+    let line = server.wait_for_audit("browser.evaluate", |l| l["event"] == "browser.evaluate");
+    assert_eq!(line["username"], "demo", "{line}");
+    assert_eq!(line["detail"]["by"], "admin", "{line}");
+    assert_eq!(server.close(), Some(0));
+}

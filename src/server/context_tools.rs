@@ -156,9 +156,11 @@ impl Progress {
     }
 }
 
-/// A session a browser tool acts in.
+/// A session a browser tool acts in, and who asked (an admin may act in another's session).
 pub(super) struct Scope {
     pub(super) session: SessionInfo,
+    /// The caller's username, recorded as `by` when it is not the session's user.
+    by: String,
 }
 
 impl Scope {
@@ -187,7 +189,10 @@ impl McpSessions {
             permission,
             Permission::SessionReadAll,
         )?;
-        Ok(Scope { session })
+        Ok(Scope {
+            session,
+            by: caller.session.user.username.clone(),
+        })
     }
 
     pub(super) fn audit_context(
@@ -195,8 +200,12 @@ impl McpSessions {
         event: &'static str,
         tool: &'static str,
         scope: &Scope,
-        detail: Value,
+        mut detail: Value,
     ) -> Result<(), ToolError> {
+        if scope.by != scope.session.user.username {
+            // The record names whose session was acted in, and who acted.
+            detail["by"] = Value::from(scope.by.as_str());
+        }
         self.state
             .audit
             .record(
