@@ -63,7 +63,7 @@ const SIZES: Sizes = Sizes {
 };
 
 /// Contexts open (each showing the bench's page) when the browser's memory is measured; the
-/// server runs with `browser.max_contexts_per_session` raised to allow the largest.
+/// server runs with `browser.max_contexts_per_session` and `_per_user` raised to allow the largest.
 const BROWSER_CONTEXT_COUNTS: [usize; 3] = [1, 10, 50];
 
 /// Sessions created and deleted by the churn section, and how many are live at once.
@@ -762,8 +762,13 @@ fn browser_figures(
     // Memory: a fresh server whose session may hold the largest count of contexts.
     let largest = BROWSER_CONTEXT_COUNTS[BROWSER_CONTEXT_COUNTS.len() - 1];
     let scratch = Scratch::new("bench-browser-memory")?;
-    let limit = format!("browser.max_contexts_per_session={}", largest + 10);
-    let mut server = Server::spawn(binary, &scratch, &["--demo", "--set", &limit])?;
+    let per_session = format!("browser.max_contexts_per_session={}", largest + 10);
+    let per_user = format!("browser.max_contexts_per_user={}", largest + 10);
+    let mut server = Server::spawn(
+        binary,
+        &scratch,
+        &["--demo", "--set", &per_session, "--set", &per_user],
+    )?;
     let profiles = scratch.data_dir.join("browser-profiles");
     scratches.push(scratch);
     server.initialize()?;
