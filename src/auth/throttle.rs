@@ -127,7 +127,13 @@ impl LoginThrottle {
         let mut state = self.lock();
         let f = state.failures.entry(username.to_owned()).or_default();
         f.pending = f.pending.saturating_sub(1);
-        let now_ms = failed_at?;
+        let Some(now_ms) = failed_at else {
+            // An abandoned attempt of a name with no failures leaves nothing behind.
+            if f.count == 0 && f.pending == 0 {
+                state.failures.remove(username);
+            }
+            return None;
+        };
         f.count = f.count.saturating_add(1);
         f.last_ms = now_ms;
         let delay_secs = if f.count >= config.lock_after {
@@ -271,6 +277,11 @@ mod tests {
         drop(abandoned);
         let admitted: Vec<Attempt> = (0..10).filter_map(|_| t.admit("erin", 0).ok()).collect();
         assert_eq!(admitted.len(), 5, "the abandoned attempt was counted");
+        drop(admitted);
+        assert!(
+            !t.lock().failures.contains_key("erin"),
+            "abandoned attempts left a record behind"
+        );
     }
 
     #[test]
