@@ -159,23 +159,7 @@ impl McpSessions {
                 if id == caller.session.id {
                     caller.session.clone()
                 } else {
-                    match self.state.sessions.peek(id, now_ms()) {
-                        Ok(session) => session,
-                        // No session has this id: perhaps it is the handle under which
-                        // list-sessions showed one. Any 64-hex text decodes to some id, so only
-                        // a live or recently ended session counts as found.
-                        Err(SessionError::NotFound) => {
-                            let named = self.state.handles.id_of(text);
-                            match named.map(|named| self.state.sessions.peek(named, now_ms())) {
-                                Some(Ok(session)) => session,
-                                Some(Err(SessionError::Expired)) => {
-                                    return Err(SessionError::Expired.into());
-                                }
-                                _ => return Err(SessionError::NotFound.into()),
-                            }
-                        }
-                        Err(other) => return Err(other.into()),
-                    }
+                    self.session_named(text, id)?
                 }
             }
         };
@@ -186,6 +170,28 @@ impl McpSessions {
         };
         self.authorize(tool, caller, permission)?;
         Ok(target)
+    }
+
+    /// The session `text` (parsed as `id`) names: a session id, or the handle under which
+    /// list-sessions showed one. Any 64-hex text decodes to some id, so only a live or recently
+    /// ended session counts as found.
+    fn session_named(&self, text: &str, id: SessionId) -> Result<SessionInfo, SessionError> {
+        let now = now_ms();
+        match self.state.sessions.peek(id, now) {
+            Err(SessionError::NotFound) => {
+                let named = self
+                    .state
+                    .handles
+                    .id_of(text)
+                    .ok_or(SessionError::NotFound)?;
+                match self.state.sessions.peek(named, now) {
+                    Err(SessionError::Expired) => Err(SessionError::Expired),
+                    Err(_) => Err(SessionError::NotFound),
+                    found => found,
+                }
+            }
+            found => found,
+        }
     }
 
     /// Checks `permission` against the caller's current roles; audits a denial.
