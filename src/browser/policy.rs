@@ -9,6 +9,20 @@ use url::{Host, Url};
 /// Hostnames of cloud metadata services.
 const METADATA_HOSTS: &[&str] = &["metadata.google.internal", "metadata", "instance-data"];
 
+/// Why a request is refused: the rule that fired (named for the agent and the audit log) and a
+/// sentence that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct UrlPolicy {
     allow: Vec<OriginPattern>,
