@@ -56,11 +56,16 @@ pub fn configured_rules(config: &Config) -> Result<(RoleTable, UrlPolicy), Confi
         key: "roles",
         reason,
     })?;
-    let policy = UrlPolicy::new(&config.browser.allow_origins, &config.browser.deny_origins)
-        .map_err(|reason| ConfigError::Invalid {
-            key: "browser.allow_origins",
-            reason,
-        })?;
+    let policy = UrlPolicy::new(
+        &config.browser.allow_origins,
+        &config.browser.deny_origins,
+        // Over stdio the browser belongs to one desktop host, whose own dev servers it may open.
+        config.browser.allow_private_networks.unwrap_or(true),
+    )
+    .map_err(|reason| ConfigError::Invalid {
+        key: "browser.allow_origins",
+        reason,
+    })?;
     Ok((roles, policy))
 }
 

@@ -38,7 +38,7 @@ pub enum BrowserError {
     #[error("the user already has {0} browser contexts across their sessions")]
     UserContextLimit(usize),
     #[error("{0}")]
-    Blocked(String),
+    Blocked(policy::Refusal),
     #[error("the navigation did not complete in time")]
     NavigationTimeout,
     #[error("the navigation failed: {0}")]
@@ -53,6 +53,12 @@ pub enum BrowserError {
     NoDisplay(String),
     #[error("browser error: {0}")]
     Internal(String),
+}
+
+impl From<policy::Refusal> for BrowserError {
+    fn from(refusal: policy::Refusal) -> Self {
+        BrowserError::Blocked(refusal)
+    }
 }
 
 /// Who owns a context: an opaque session key and the user whose browser runs it.

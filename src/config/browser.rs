@@ -38,6 +38,12 @@ pub struct BrowserConfig {
     pub allow_origins: Vec<String>,
     /// Origins navigation may never reach.
     pub deny_origins: Vec<String>,
+    /// Whether pages may reach loopback, private, link-local and unique-local addresses (IPv4,
+    /// IPv6 and IPv4-mapped forms). Unset: yes over stdio (a desktop host's own dev servers),
+    /// no over HTTP. Cloud metadata addresses are refused either way.
+    pub allow_private_networks: Option<bool>,
+    /// Tabs one context may have open, popups and tabs its pages open included.
+    pub max_tabs_per_context: usize,
     /// A user's browser with no contexts is stopped after this many seconds.
     pub idle_shutdown: u64,
 }
@@ -61,6 +67,8 @@ impl Default for BrowserConfig {
             viewport_height: 720,
             allow_origins: Vec::new(),
             deny_origins: Vec::new(),
+            allow_private_networks: None,
+            max_tabs_per_context: 5,
             idle_shutdown: 300,
         }
     }
@@ -83,6 +91,10 @@ impl BrowserConfig {
             (
                 "browser.max_contexts_per_user",
                 self.max_contexts_per_user as u64,
+            ),
+            (
+                "browser.max_tabs_per_context",
+                self.max_tabs_per_context as u64,
             ),
             ("browser.navigation_timeout_ms", self.navigation_timeout_ms),
             ("browser.action_timeout_ms", self.action_timeout_ms),

@@ -68,6 +68,8 @@ pub struct ToolError {
     pub code: Code,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// More fields of the error body (e.g. the policy rule that refused a navigation).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ToolError {
@@ -76,7 +78,14 @@ impl ToolError {
             code,
             message: message.into(),
             retry_after: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// Adds a field to the error body.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn rate_limited(retry_after: u64, message: impl Into<String>) -> Self {
@@ -84,6 +93,7 @@ impl ToolError {
             code: Code::RateLimited,
             message: message.into(),
             retry_after: Some(retry_after),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -150,6 +160,9 @@ impl From<ToolError> for CallToolResult {
         if let Some(seconds) = e.retry_after {
             body["retryAfter"] = json!(seconds);
         }
+        for (key, value) in e.extra {
+            body[key] = value;
+        }
         CallToolResult::error(vec![ContentBlock::text(body.to_string())])
     }
 }
@@ -185,10 +198,13 @@ impl From<BrowserError> for ToolError {
                 Code::ContextLimit,
                 format!("you already have {max} browser contexts across your sessions; close one (list-browser-contexts in each session) first"),
             ),
-            BrowserError::Blocked(why) => (
-                Code::NavigationBlocked,
-                format!("navigation refused: {why}; only http(s) URLs the server's URL policy allows can be opened"),
-            ),
+            BrowserError::Blocked(why) => {
+                return ToolError::new(
+                    Code::NavigationBlocked,
+                    format!("navigation refused: {why}; only http(s) URLs the server's URL policy allows can be opened"),
+                )
+                .with("rule", why.rule);
+            }
             BrowserError::NavigationTimeout => (
                 Code::NavigationTimeout,
                 "the page did not finish loading in time; retry with a larger timeoutMs, or read what has loaded".to_owned(),

@@ -20,7 +20,7 @@ use super::errors::ToolError;
 
 use crate::auth::rbac::Permission;
 use crate::browser::page::{self, PageError, ShotLimits};
-use crate::browser::policy::origin;
+use crate::browser::policy::{Refusal, origin};
 use crate::browser::{BrowserError, CdpConnection};
 
 // Results are spelled `Result<Json<T>, CallToolResult>`: rmcp's macro finds the output schema
@@ -212,7 +212,7 @@ impl McpSessions {
         let url = browser
             .policy()
             .check(&args.args.args.url)
-            .map_err(BrowserError::Blocked)?;
+            .map_err(BrowserError::from)?;
         let config = browser.config();
         let timeout = Duration::from_millis(
             args.args
@@ -251,9 +251,11 @@ impl McpSessions {
                     |page| page::navigate(page, "about:blank", Duration::from_secs(5)),
                 )
                 .await;
-            return Err(
-                ToolError::from(BrowserError::Blocked(format!("redirected: {why}"))).into(),
-            );
+            return Err(ToolError::from(BrowserError::Blocked(Refusal {
+                reason: format!("redirected: {}", why.reason),
+                ..why
+            }))
+            .into());
         }
         progress.report(1.0, 1.0, "loaded").await;
         Ok(Json(NavigateResult {
