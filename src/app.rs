@@ -18,7 +18,8 @@ use crate::auth::secret::SecretString;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::tokens::{TokenService, load_signing_key};
 use crate::auth::users::UserStore;
-use crate::browser::{BrowserManager, UrlPolicy};
+use crate::browser::targets::{BlockSink, BlockedRequest};
+use crate::browser::{BrowserManager, Owner, UrlPolicy};
 use crate::config::{Config, ConfigError, Paths};
 use crate::files::FileWatch;
 use crate::server::{Bootstrap, McpSessions, ServerState};
@@ -67,6 +68,29 @@ pub fn configured_rules(config: &Config) -> Result<(RoleTable, UrlPolicy), Confi
         reason,
     })?;
     Ok((roles, policy))
+}
+
+/// Records each request or target the browser policy refuses as `browser.blocked`; a page that
+/// keeps trying is aggregated per context, rule and origin like other free refusals.
+fn audit_blocks(audit: AuditLog) -> BlockSink {
+    Arc::new(
+        move |owner: &Owner, context_id: &str, blocked: &BlockedRequest| {
+            let event = AuditEvent::new("browser.blocked", "denied", &[nist::AC_3, nist::AU_3])
+                .user(&owner.user_id, &owner.username)
+                .session(&owner.session)
+                .detail(json!({
+                    "contextId": context_id,
+                    "origin": blocked.origin,
+                    "rule": blocked.rule,
+                    "kind": blocked.kind,
+                }));
+            let kind = format!(
+                "browser.blocked {context_id} {} {}",
+                blocked.rule, blocked.origin
+            );
+            audit.record_repeated(&kind, event, crate::clock::now_ms());
+        },
+    )
 }
 
 /// What the server is started with.
@@ -182,7 +206,12 @@ impl App {
             lock_secs: config.login_lock_duration,
             per_minute: config.login_rate_per_minute,
         });
-        let browser = BrowserManager::new(config.browser.clone(), policy, &paths.data_dir);
+        let browser = BrowserManager::new(
+            config.browser.clone(),
+            policy,
+            &paths.data_dir,
+            audit_blocks(audit.clone()),
+        );
         let bootstrap = bootstrap.map(|(username, password)| Bootstrap {
             username,
             password,

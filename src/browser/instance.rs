@@ -1,5 +1,5 @@
-//! A user's running Chromium (its process and browser-level DevTools connection) and the contexts
-//! open in it.
+//! A user's running Chromium (its process, its DevTools pipe and the targets attached on it) and
+//! the contexts open in it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,16 +8,17 @@ use std::time::Duration;
 use headless_chrome::protocol::cdp::Target;
 use headless_chrome::protocol::cdp::types::Method;
 
+use super::cdp::Pipe;
 use super::page::PageError;
 use super::process::ChromeProcess;
+use super::targets::{ContextNet, Targets};
 use super::{CdpConnection, ContextInfo, Owner};
 
-/// One user's Chromium and a browser-level DevTools connection to it.
+/// One user's Chromium and its DevTools pipe.
 pub(super) struct UserBrowser {
-    pub(super) control: Mutex<CdpConnection>,
+    pub(super) pipe: Arc<Pipe>,
+    pub(super) targets: Arc<Targets>,
     pub(super) process: Mutex<Option<ChromeProcess>>,
-    /// `ws://127.0.0.1:<port>`: page connections are `<base>/devtools/page/<target id>`.
-    pub(super) devtools_base: String,
     pub(super) crashed: AtomicBool,
     /// When it last had a context (for idle shutdown), ms.
     pub(super) last_used_ms: AtomicU64,
@@ -25,6 +26,9 @@ pub(super) struct UserBrowser {
 
 impl UserBrowser {
     pub(super) fn process_exited(&self) -> bool {
+        if self.pipe.is_closed() {
+            return true;
+        }
         let mut guard = self.process.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_mut().is_none_or(|p| !p.is_alive())
     }
@@ -35,8 +39,7 @@ impl UserBrowser {
         method: M,
         timeout: Duration,
     ) -> Result<M::ReturnObject, PageError> {
-        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(control.send(method, timeout)?)
+        Ok(CdpConnection::new(self.pipe.clone(), None).send(method, timeout)?)
     }
 
     /// The URL a target shows.
@@ -73,7 +76,9 @@ pub(super) struct ContextEntry {
     /// The CDP BrowserContext.
     pub(super) cdp_id: String,
     pub(super) target_id: String,
-    /// The tab's own DevTools connection; one operation at a time. An async lock: a call waits
+    /// The policy state of its targets (refusals, tabs).
+    pub(super) net: Arc<ContextNet>,
+    /// The tab's own DevTools session; one operation at a time. An async lock: a call waits
     /// for its turn without holding a blocking thread, and stops waiting when it is dropped
     /// (cancelled) or its time is up.
     pub(super) page: Arc<tokio::sync::Mutex<CdpConnection>>,

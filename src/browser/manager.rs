@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use headless_chrome::protocol::cdp::{Browser, Target};
 
+use super::cdp::Pipe;
 use super::instance::{ContextEntry, UserBrowser};
 use super::page::{self, PageError};
+use super::policy::Refusal;
 use super::process::{self, ChromeProcess, LaunchSpec, sandbox_enabled};
+use super::targets::{self, BlockSink, BlockedRequest, ContextNet, Targets};
 use super::{BrowserConfig, BrowserError, CdpConnection, ContextInfo, Owner, UrlPolicy};
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<UserBrowser>>>>;
@@ -28,6 +31,8 @@ struct Shared {
     /// calls cannot all pass the check before any of them is inserted.
     reserved: Mutex<Vec<Owner>>,
     profile_counter: AtomicU64,
+    /// Told of every request or target the policy refuses (the audit log).
+    sink: BlockSink,
 }
 
 /// A place held for a context being opened; given back when dropped (opened or failed).
@@ -49,6 +54,12 @@ impl Drop for Reservation {
     }
 }
 
+/// What a page operation returned, and the requests the policy refused while it ran.
+pub struct Watched<T> {
+    pub value: T,
+    pub blocked: Vec<BlockedRequest>,
+}
+
 /// Every browser and context of the server. A cheap `Clone` handle.
 #[derive(Clone)]
 pub struct BrowserManager {
@@ -57,7 +68,7 @@ pub struct BrowserManager {
 
 impl BrowserManager {
     /// `data_dir/browser-profiles` holds the profiles; stale ones from a killed run are removed.
-    pub fn new(config: BrowserConfig, policy: UrlPolicy, data_dir: &Path) -> Self {
+    pub fn new(config: BrowserConfig, policy: UrlPolicy, data_dir: &Path, sink: BlockSink) -> Self {
         let profile_root = data_dir.join("browser-profiles");
         process::remove_stale_profiles(&profile_root);
         Self {
@@ -69,6 +80,7 @@ impl BrowserManager {
                 contexts: Mutex::new(HashMap::new()),
                 reserved: Mutex::new(Vec::new()),
                 profile_counter: AtomicU64::new(0),
+                sink,
             }),
         }
     }
@@ -135,26 +147,9 @@ impl BrowserManager {
             sandbox: sandbox_enabled(&self.shared.config),
         };
         let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
-        let launched = tokio::task::spawn_blocking(move || {
-            let process = ChromeProcess::launch(&spec, launch_timeout)?;
-            let control = CdpConnection::connect(&process.ws_url)
-                .map_err(|e| BrowserError::Launch(format!("cannot connect to the browser: {e}")))?;
-            let devtools_base = process
-                .ws_url
-                .split("/devtools/")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            Ok::<_, BrowserError>(UserBrowser {
-                devtools_base,
-                control: Mutex::new(control),
-                process: Mutex::new(Some(process)),
-                crashed: AtomicBool::new(false),
-                last_used_ms: AtomicU64::new(crate::clock::now_ms()),
-            })
-        })
-        .await
-        .map_err(|e| BrowserError::Internal(e.to_string()))??;
+        let launched = tokio::task::spawn_blocking(move || start_browser(&spec, launch_timeout))
+            .await
+            .map_err(|e| BrowserError::Internal(e.to_string()))??;
         let browser = Arc::new(launched);
         *current = Some(browser.clone());
         Ok(browser)
@@ -233,51 +228,23 @@ impl BrowserManager {
             self.shared.config.viewport_height,
         ));
         let action_timeout = Duration::from_millis(self.shared.config.action_timeout_ms);
-        let worker = browser.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let cdp_id = worker
-                .control(
-                    Target::CreateBrowserContext {
-                        dispose_on_detach: Some(false),
-                        proxy_server: None,
-                        proxy_bypass_list: None,
-                        origins_with_universal_network_access: None,
-                    },
-                    action_timeout,
-                )?
-                .browser_context_id;
-            let target_id = worker
-                .control(
-                    Target::CreateTarget {
-                        url: "about:blank".into(),
-                        left: None,
-                        top: None,
-                        width: None,
-                        height: None,
-                        window_state: None,
-                        browser_context_id: Some(cdp_id.clone()),
-                        enable_begin_frame_control: None,
-                        // Its own window: input into a background tab hangs.
-                        new_window: Some(true),
-                        background: None,
-                        for_tab: None,
-                        hidden: None,
-                    },
-                    action_timeout,
-                )?
-                .target_id;
-            let mut page = CdpConnection::connect(&format!(
-                "{}/devtools/page/{target_id}",
-                worker.devtools_base
-            ))?;
-            page::set_viewport(&mut page, width, height, action_timeout)?;
-            Ok::<_, PageError>((cdp_id, target_id, page))
-        });
-        let (cdp_id, target_id, page) = self
-            .finish(&browser, action_timeout * 2, task, false)
-            .await?;
         let id = crate::auth::secret::random_hex_id()
             .map_err(|e| BrowserError::Internal(e.to_string()))?;
+        let net = Arc::new(ContextNet::new(
+            owner.clone(),
+            id.clone(),
+            self.shared.policy.clone(),
+            self.shared.config.max_tabs_per_context,
+            self.shared.sink.clone(),
+        ));
+        let worker = browser.clone();
+        let context_net = net.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            open_context(&worker, context_net, (width, height), action_timeout)
+        });
+        let (cdp_id, target_id, page) = self
+            .finish(&browser, action_timeout * 3, task, false)
+            .await?;
         let entry = Arc::new(ContextEntry {
             id: id.clone(),
             name: name.unwrap_or_else(|| format!("context-{}", &id[..8])),
@@ -286,6 +253,7 @@ impl BrowserManager {
             browser,
             cdp_id,
             target_id,
+            net,
             page: Arc::new(tokio::sync::Mutex::new(page)),
             created_ms: crate::clock::now_ms(),
         });
@@ -341,7 +309,9 @@ impl BrowserManager {
             .ok_or(BrowserError::ContextNotFound)
     }
 
-    /// Runs a page operation on `context_id` of `session`, bounded by `timeout`.
+    /// Runs a page operation on `context_id` of `session`, bounded by `timeout`; says what the
+    /// policy refused meanwhile. A call that failed because its tab's own document was refused
+    /// (a redirect or a navigation the page started) answers that refusal.
     pub async fn with_page<T, F>(
         &self,
         session: &str,
@@ -349,7 +319,7 @@ impl BrowserManager {
         timeout: Duration,
         navigation: bool,
         op: F,
-    ) -> Result<T, BrowserError>
+    ) -> Result<Watched<T>, BrowserError>
     where
         T: Send + 'static,
         F: FnOnce(&mut CdpConnection) -> Result<T, PageError> + Send + 'static,
@@ -368,8 +338,29 @@ impl BrowserManager {
                 BrowserError::Timeout
             });
         };
+        let mark = entry.net.blocked.load(Ordering::SeqCst);
         let task = tokio::task::spawn_blocking(move || op(&mut page));
-        self.finish(&entry.browser, timeout, task, navigation).await
+        let outcome = self.finish(&entry.browser, timeout, task, navigation).await;
+        let blocked = entry.net.since(mark);
+        match outcome {
+            Ok(value) => Ok(Watched { value, blocked }),
+            Err(e) => match blocked.iter().find(|b| b.top_level) {
+                Some(document) => Err(BrowserError::Blocked(Refusal {
+                    rule: document.rule,
+                    reason: format!(
+                        "{} {}, which the rule `{}` refuses",
+                        if document.redirect {
+                            "the page was redirected to"
+                        } else {
+                            "the page was sent to"
+                        },
+                        document.origin,
+                        document.rule
+                    ),
+                })),
+                None => Err(e),
+            },
+        }
     }
 
     /// The contexts of a session, with the page each shows when `with_urls`.
@@ -416,12 +407,14 @@ impl BrowserManager {
             return;
         }
         let result = tokio::task::spawn_blocking(move || {
-            entry.browser.control(
+            let disposed = entry.browser.control(
                 Target::DisposeBrowserContext {
                     browser_context_id: entry.cdp_id.clone(),
                 },
                 Duration::from_secs(5),
-            )
+            );
+            entry.browser.targets.remove_context(&entry.cdp_id);
+            disposed
         })
         .await;
         match result {
@@ -506,6 +499,102 @@ impl BrowserManager {
         }
         closed
     }
+}
+
+/// Launches a browser, starts reading its pipe, and has it attach to every target it creates.
+fn start_browser(spec: &LaunchSpec, timeout: Duration) -> Result<UserBrowser, BrowserError> {
+    let (process, ends) = ChromeProcess::launch(spec)?;
+    let failed = |why: String| {
+        BrowserError::Launch(format!(
+            "the browser did not answer on its DevTools pipe: {why}"
+        ))
+    };
+    let (pipe, events) =
+        Pipe::start(ends.from_browser, ends.to_browser).map_err(|e| failed(e.to_string()))?;
+    let targets = Arc::new(Targets::default());
+    targets::spawn(pipe.clone(), events, targets.clone()).map_err(|e| failed(e.to_string()))?;
+    // The first answer says the browser is up; the pipe carries the call until it is.
+    let browser = UserBrowser {
+        pipe,
+        targets,
+        process: Mutex::new(Some(process)),
+        crashed: AtomicBool::new(false),
+        last_used_ms: AtomicU64::new(crate::clock::now_ms()),
+    };
+    browser
+        .control(Browser::GetVersion(None), timeout)
+        .map_err(|e| failed(e.to_string()))?;
+    targets::watch_browser(&browser.pipe, timeout).map_err(|e| failed(e.to_string()))?;
+    Ok(browser)
+}
+
+/// Opens a BrowserContext watched by `net` with one tab, and waits until the tab runs under the
+/// policy. A context left half-made is disposed of.
+fn open_context(
+    browser: &UserBrowser,
+    net: Arc<ContextNet>,
+    (width, height): (u32, u32),
+    timeout: Duration,
+) -> Result<(String, String, CdpConnection), PageError> {
+    let cdp_id = browser
+        .control(
+            Target::CreateBrowserContext {
+                dispose_on_detach: Some(false),
+                proxy_server: None,
+                proxy_bypass_list: None,
+                origins_with_universal_network_access: None,
+            },
+            timeout,
+        )?
+        .browser_context_id;
+    browser.targets.add_context(&cdp_id, net);
+    let tab = open_tab(browser, &cdp_id, (width, height), timeout);
+    if tab.is_err() {
+        let _ = browser.control(
+            Target::DisposeBrowserContext {
+                browser_context_id: cdp_id.clone(),
+            },
+            timeout,
+        );
+        browser.targets.remove_context(&cdp_id);
+    }
+    let (target_id, page) = tab?;
+    Ok((cdp_id, target_id, page))
+}
+
+fn open_tab(
+    browser: &UserBrowser,
+    cdp_id: &str,
+    (width, height): (u32, u32),
+    timeout: Duration,
+) -> Result<(String, CdpConnection), PageError> {
+    let target_id = browser
+        .control(
+            Target::CreateTarget {
+                url: "about:blank".into(),
+                left: None,
+                top: None,
+                width: None,
+                height: None,
+                window_state: None,
+                browser_context_id: Some(cdp_id.to_owned()),
+                enable_begin_frame_control: None,
+                // Its own window: input into a background tab hangs.
+                new_window: Some(true),
+                background: None,
+                for_tab: None,
+                hidden: None,
+            },
+            timeout,
+        )?
+        .target_id;
+    let session = browser
+        .targets
+        .wait_ready(&target_id, timeout)
+        .ok_or(PageError::Timeout)?;
+    let mut page = CdpConnection::new(browser.pipe.clone(), Some(session));
+    page::set_viewport(&mut page, width, height, timeout)?;
+    Ok((target_id, page))
 }
 
 fn display_available() -> bool {

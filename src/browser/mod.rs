@@ -7,8 +7,8 @@
 //! a session's contexts when the session ends.
 //!
 //! `manager` owns every browser and context; `instance` is one user's running Chromium;
-//! `process` finds and launches it; `cdp` speaks DevTools; `page` is what a tool does in a tab;
-//! `policy` decides which URLs a navigation may reach.
+//! `process` finds and launches it; `cdp` speaks DevTools over its pipe; `page` is what a tool does in a tab;
+//! `targets` puts every target of a context under `policy`, which decides what may be reached.
 
 mod cdp;
 mod instance;
@@ -16,10 +16,11 @@ mod manager;
 pub mod page;
 pub mod policy;
 mod process;
+pub mod targets;
 
 pub use crate::config::BrowserConfig;
 pub use cdp::CdpConnection;
-pub use manager::BrowserManager;
+pub use manager::{BrowserManager, Watched};
 pub use policy::UrlPolicy;
 pub use process::{INSTALL_ADVICE, find_executable};
 
@@ -66,6 +67,8 @@ impl From<policy::Refusal> for BrowserError {
 pub struct Owner {
     pub session: String,
     pub user_id: String,
+    /// For the audit records of what the browser refuses.
+    pub username: String,
 }
 
 /// A context as callers see it.

@@ -1,15 +1,17 @@
 //! Finding, launching and stopping Chromium. We launch it ourselves (not through
-//! headless_chrome) so that it dies with us: the child gets `PR_SET_PDEATHSIG = SIGKILL` from a
+//! headless_chrome) with DevTools on a pipe (its fds 3 and 4; no TCP port), and so that it dies
+//! with us: the child gets `PR_SET_PDEATHSIG = SIGKILL` from a
 //! launcher thread that lives as long as the process (the signal follows the *thread* that forked),
 //! runs in its own process group so shutdown can kill every helper at once, has crash reporting
 //! off (crashpad re-parents to PID 1), and uses a profile directory of ours that is removed on
 //! exit, or at the next start if we were killed.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{BrowserConfig, BrowserError};
 
@@ -58,8 +60,8 @@ pub struct LaunchSpec {
 impl LaunchSpec {
     fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
-            "--remote-debugging-port=0",
-            "--remote-debugging-address=127.0.0.1",
+            // DevTools on fds 3 and 4 only: no TCP listener any local process could drive.
+            "--remote-debugging-pipe",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-background-networking",
@@ -100,13 +102,18 @@ impl LaunchSpec {
 /// A running Chromium we started.
 pub struct ChromeProcess {
     child: Child,
-    pub ws_url: String,
     pub profile_dir: PathBuf,
+}
+
+/// Our ends of a browser's DevTools pipe: what it writes (its fd 4) and where it reads (fd 3).
+pub struct PipeEnds {
+    pub from_browser: File,
+    pub to_browser: File,
 }
 
 struct LaunchRequest {
     spec: LaunchSpec,
-    reply: Sender<std::io::Result<Child>>,
+    reply: Sender<std::io::Result<(Child, PipeEnds)>>,
 }
 
 /// The launcher thread: lives as long as the process, so the parent-death signal of the browsers
@@ -157,7 +164,26 @@ const BROWSER_ENV: &[&str] = &[
     "PROGRAMFILES",
 ];
 
-fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
+/// A pipe whose ends close on exec (the child gets only the copies it is given as fds 3 and 4).
+#[cfg(unix)]
+fn cloexec_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(unix)]
+fn spawn_child(spec: &LaunchSpec) -> std::io::Result<(Child, PipeEnds)> {
+    use std::os::fd::AsRawFd;
+    // Commands: we write, the browser reads on fd 3. Answers: it writes on fd 4, we read.
+    let (browser_reads, we_write) = cloexec_pipe()?;
+    let (we_read, browser_writes) = cloexec_pipe()?;
+    let (child_in, child_out) = (browser_reads.as_raw_fd(), browser_writes.as_raw_fd());
     let mut command = Command::new(&spec.executable);
     command.env_clear();
     for name in BROWSER_ENV {
@@ -174,34 +200,55 @@ fn spawn_child(spec: &LaunchSpec) -> std::io::Result<Child> {
         // stdout is the MCP channel: the browser must never write to it.
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-        #[cfg(target_os = "linux")]
-        {
-            let parent = std::process::id();
-            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // The server died between fork and prctl: do not start an orphan.
-                    if libc::getppid() as u32 != parent {
-                        return Err(std::io::Error::other("parent exited"));
-                    }
-                    Ok(())
-                });
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, getppid) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // Copy both ends above 3 and 4 first, so that placing one cannot close the other;
+            // dup2 clears close-on-exec on the copies the browser keeps.
+            let input = libc::fcntl(child_in, libc::F_DUPFD_CLOEXEC, 10);
+            let output = libc::fcntl(child_out, libc::F_DUPFD_CLOEXEC, 10);
+            if input < 0 || output < 0 || libc::dup2(input, 3) < 0 || libc::dup2(output, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        }
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The server died between fork and prctl: do not start an orphan.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("parent exited"));
+                }
+            }
+            let _ = parent;
+            Ok(())
+        });
     }
-    command.spawn()
+    let child = command.spawn()?;
+    // The browser holds its ends now; ours of them close here.
+    drop((browser_reads, browser_writes));
+    Ok((
+        child,
+        PipeEnds {
+            from_browser: File::from(we_read),
+            to_browser: File::from(we_write),
+        },
+    ))
+}
+
+#[cfg(not(unix))]
+fn spawn_child(_spec: &LaunchSpec) -> std::io::Result<(Child, PipeEnds)> {
+    Err(std::io::Error::other(
+        "DevTools over a pipe needs a Unix system",
+    ))
 }
 
 impl ChromeProcess {
-    /// Starts a browser and waits (up to `timeout`) until its DevTools endpoint is ready.
-    pub fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Self, BrowserError> {
+    /// Starts a browser; returns it with our ends of its DevTools pipe.
+    pub fn launch(spec: &LaunchSpec) -> Result<(Self, PipeEnds), BrowserError> {
         // Profiles hold cookies and storage: owner-only, also under a data dir that existed.
         crate::files::ensure_private_dir(&spec.profile_dir).map_err(|e| {
             BrowserError::Launch(format!("cannot create the profile directory: {e}"))
@@ -220,43 +267,19 @@ impl ChromeProcess {
                 "the launcher thread is not running".into(),
             ));
         }
-        let child = response
+        let (child, ends) = response
             .recv()
             .map_err(|_| BrowserError::Launch("the launcher thread did not answer".into()))?
             .map_err(|e| {
                 BrowserError::Launch(format!("cannot start {}: {e}", spec.executable.display()))
             })?;
-        let mut process = ChromeProcess {
-            child,
-            ws_url: String::new(),
-            profile_dir: spec.profile_dir.clone(),
-        };
-        let port_file = spec.profile_dir.join("DevToolsActivePort");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                let mut lines = text.lines();
-                if let (Some(port), Some(path)) = (lines.next(), lines.next())
-                    && !port.is_empty()
-                    && path.starts_with('/')
-                {
-                    process.ws_url = format!("ws://127.0.0.1:{port}{path}");
-                    return Ok(process);
-                }
-            }
-            if !process.is_alive() {
-                return Err(BrowserError::Launch(
-                    "the browser exited during start-up".into(),
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(BrowserError::Launch(format!(
-                    "the browser did not open its DevTools port within {} s",
-                    timeout.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Ok((
+            ChromeProcess {
+                child,
+                profile_dir: spec.profile_dir.clone(),
+            },
+            ends,
+        ))
     }
 
     pub fn is_alive(&mut self) -> bool {

@@ -240,6 +240,7 @@ impl McpSessions {
         let owner = Owner {
             session: scope.key(),
             user_id: scope.session.user.id.clone(),
+            username: scope.session.user.username.clone(),
         };
         let viewport = options.viewport.map(|v| (v.width, v.height));
         progress

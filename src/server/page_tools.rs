@@ -16,12 +16,13 @@ use serde_json::{Value, json};
 
 use super::McpSessions;
 use super::context_tools::{InContext, Progress, Scope, Scoped};
-use super::errors::ToolError;
+use super::errors::{Code, ToolError};
 
 use crate::auth::rbac::Permission;
 use crate::browser::page::{self, PageError, ShotLimits};
 use crate::browser::policy::{Refusal, origin};
-use crate::browser::{BrowserError, CdpConnection};
+use crate::browser::targets::BlockedRequest;
+use crate::browser::{BrowserError, CdpConnection, Watched};
 
 // Results are spelled `Result<Json<T>, CallToolResult>`: rmcp's macro finds the output schema
 // by that shape, not through an alias.
@@ -114,6 +115,9 @@ pub struct NavigateResult {
     pub title: String,
     /// HTTP status of the document, when known.
     pub status: Option<u16>,
+    /// Requests the browser's network policy refused during this call (the latest 20), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedRequest>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -132,6 +136,9 @@ pub struct ReadResult {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Done {
     pub ok: bool,
+    /// Requests the browser's network policy refused during this call (the latest 20), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedRequest>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -139,12 +146,18 @@ pub struct Done {
 pub struct WaitResult {
     pub found: bool,
     pub elapsed_ms: u64,
+    /// Requests the browser's network policy refused during this call (the latest 20), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedRequest>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct EvaluateResult {
     /// The expression's value as JSON (null when it has no JSON form).
     pub value: Value,
+    /// Requests the browser's network policy refused during this call (the latest 20), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedRequest>,
 }
 
 impl McpSessions {
@@ -156,7 +169,7 @@ impl McpSessions {
         context_id: &str,
         timeout: Duration,
         op: F,
-    ) -> Result<T, BrowserError>
+    ) -> Result<Watched<T>, BrowserError>
     where
         T: Send + 'static,
         F: FnOnce(&mut CdpConnection) -> Result<T, PageError> + Send + 'static,
@@ -182,11 +195,15 @@ impl McpSessions {
         let scope = self.scope(tool, &args, Permission::ContextUse).await?;
         let timeout = self.action_timeout();
         let InContext { context_id, args } = args.args;
-        self.on_page(&scope, &context_id, timeout, move |page| {
-            op(page, args, timeout)
-        })
-        .await?;
-        Ok(Json(Done { ok: true }))
+        let done = self
+            .on_page(&scope, &context_id, timeout, move |page| {
+                op(page, args, timeout)
+            })
+            .await?;
+        Ok(Json(Done {
+            ok: true,
+            blocked: done.blocked,
+        }))
     }
 
     fn action_timeout(&self) -> Duration {
@@ -240,7 +257,7 @@ impl McpSessions {
                 move |page| page::navigate(page, &target, timeout),
             )
             .await?;
-        if let Err(why) = browser.policy().check(&navigated.url) {
+        if let Err(why) = browser.policy().check(&navigated.value.url) {
             // A redirect led somewhere the policy forbids: leave it at once.
             let _ = browser
                 .with_page(
@@ -258,10 +275,15 @@ impl McpSessions {
             .into());
         }
         progress.report(1.0, 1.0, "loaded").await;
+        let Watched {
+            value: navigated,
+            blocked,
+        } = navigated;
         Ok(Json(NavigateResult {
             url: navigated.url,
             title: navigated.title,
             status: navigated.status,
+            blocked,
         }))
     }
 
@@ -287,7 +309,8 @@ impl McpSessions {
             .on_page(&scope, &args.args.context_id, timeout, move |page| {
                 page::screenshot(page, full_page, jpeg, limits, timeout)
             })
-            .await?;
+            .await?
+            .value;
         let mime = if jpeg { "image/jpeg" } else { "image/png" };
         let meta = json!({"width": shot.width, "height": shot.height, "format": if jpeg { "jpeg" } else { "png" },
             "scale": (shot.scale * 1000.0).round() / 1000.0, "bytes": shot.data.len()});
@@ -321,7 +344,8 @@ impl McpSessions {
             .on_page(&scope, &args.args.context_id, timeout, move |page| {
                 page::read(page, html, max_chars, timeout)
             })
-            .await?;
+            .await?
+            .value;
         Ok(Json(ReadResult {
             content: reading.content,
             mode: if html { "html" } else { "text" }.into(),
@@ -373,14 +397,15 @@ impl McpSessions {
         let scope = self.scope(tool, &args, Permission::ContextUse).await?;
         let selector = args.args.args.selector;
         let timeout = Duration::from_millis(args.args.args.timeout_ms.unwrap_or(10_000));
-        let elapsed = self
+        let waited = self
             .on_page(&scope, &args.args.context_id, timeout, move |page| {
                 page::wait_for(page, &selector, timeout)
             })
             .await?;
         Ok(Json(WaitResult {
             found: true,
-            elapsed_ms: elapsed.as_millis() as u64,
+            elapsed_ms: waited.value.as_millis() as u64,
+            blocked: waited.blocked,
         }))
     }
 
@@ -402,11 +427,26 @@ impl McpSessions {
         )?;
         let expression = args.args.args.expression;
         let timeout = self.action_timeout();
-        let value = self
+        let evaluated = self
             .on_page(&scope, &args.args.context_id, timeout, move |page| {
                 page::evaluate(page, &expression, timeout)
             })
             .await?;
-        Ok(Json(EvaluateResult { value }))
+        // A value travels whole over the pipe; the agent gets it only when a read could carry it.
+        let max = self.state.browser.config().max_read_chars;
+        let size = evaluated.value.to_string().chars().count();
+        if size > max {
+            return Err(ToolError::new(
+                Code::ScriptError,
+                format!(
+                    "the value is {size} characters of JSON, more than the {max} a result may carry (browser.max_read_chars); return a smaller part of it"
+                ),
+            )
+            .into());
+        }
+        Ok(Json(EvaluateResult {
+            value: evaluated.value,
+            blocked: evaluated.blocked,
+        }))
     }
 }

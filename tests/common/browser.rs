@@ -183,6 +183,51 @@ const HUGE: &str = r#"<!doctype html><html><head><title>huge</title></head><body
 <script>document.getElementById('t').textContent = 'huge page '.repeat(1.8 * 1024 * 1024);</script>
 </body></html>"#;
 
+/// A page of the allowed site that tries to reach `to` one way (`kind`), for the policy tests:
+/// each also does something allowed, so a test can tell that allowed traffic still works.
+fn attack_page(kind: &str, to: &str) -> String {
+    let script = |code: &str| format!("<script>{code}</script>");
+    let body = match kind {
+        "link" => format!("<a id=\"go\" href=\"{to}\">go</a>"),
+        "script" => script(&format!(
+            "setTimeout(() => {{ location.href = '{to}'; }}, 50)"
+        )),
+        "meta" => format!("<meta http-equiv=\"refresh\" content=\"0;url={to}\">"),
+        "form" => format!(
+            "<form id=\"f\" method=\"post\" action=\"{to}\"><input name=\"a\" value=\"b\"></form>{}",
+            script("setTimeout(() => document.getElementById('f').submit(), 50)")
+        ),
+        "popup" => format!("<button id=\"go\" onclick=\"window.open('{to}')\">open</button>"),
+        "iframe" => format!("<iframe src=\"{to}\"></iframe>"),
+        "image" => format!("<img src=\"{to}\">"),
+        "fetch" => script(&format!(
+            "fetch('{to}').then(() => document.title = 'reached', () => document.title = 'refused')"
+        )),
+        "xhr" => script(&format!(
+            "const x = new XMLHttpRequest(); x.onload = () => document.title = 'reached';
+             x.onerror = () => document.title = 'refused'; x.open('GET', '{to}'); x.send();"
+        )),
+        "worker" => script(&format!("new Worker('/worker.js?to={to}')")),
+        "websocket" => script(&format!(
+            "const w = new WebSocket('{to}'); w.onopen = () => document.title = 'reached';
+             w.onerror = () => document.title = 'refused';"
+        )),
+        _ => "unknown attack".to_owned(),
+    };
+    format!(
+        "<!doctype html><html><head><title>attack</title></head><body><p id=\"allowed\">{INDEX_TEXT}</p>{body}</body></html>"
+    )
+}
+
+/// Registers a service worker and, a moment later, shows whether one is active (`#state`).
+const SW_PAGE: &str = r#"<!doctype html><html><head><title>sw</title></head><body><p>service worker</p>
+<script>const show = (text) => { const p = document.createElement('p'); p.id = 'state';
+  p.textContent = text; document.body.append(p); };
+navigator.serviceWorker.register('/sw.js').catch(() => {});
+setTimeout(() => navigator.serviceWorker.getRegistration().then(
+  r => show('active=' + !!(r && r.active)), e => show('active=false (' + e + ')')), 1500);
+</script></body></html>"#;
+
 fn long_page() -> String {
     let body = "lorem ipsum dolor sit amet ".repeat(400);
     format!(
@@ -231,7 +276,30 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
             cookie,
         });
     let long = long_page();
+    let attack = attack_page(
+        query
+            .strip_prefix("kind=")
+            .and_then(|q| q.split('&').next())
+            .unwrap_or_default(),
+        query
+            .split_once("&to=")
+            .map(|(_, to)| to)
+            .unwrap_or_default(),
+    );
+    let worker = format!("fetch('{}')", query.strip_prefix("to=").unwrap_or_default());
+    let mut content_type = "text/html; charset=utf-8";
+    if path.ends_with(".js") {
+        content_type = "text/javascript";
+    }
     let (status, headers, body): (&str, Vec<String>, &str) = match path.as_str() {
+        "/attack" => ("200 OK", vec![], &attack),
+        "/worker.js" => ("200 OK", vec![], &worker),
+        "/sw" => ("200 OK", vec![], SW_PAGE),
+        "/sw.js" => (
+            "200 OK",
+            vec![],
+            "self.addEventListener('fetch', () => {});",
+        ),
         "/" => ("200 OK", vec![], INDEX),
         "/set" => (
             "200 OK",
@@ -257,7 +325,7 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
         _ => ("404 Not Found", vec![], "not found"),
     };
     let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         body.len()
     );
     for header in headers {
@@ -426,7 +494,41 @@ pub fn kill(pid: i32) {
     assert_eq!(rc, 0, "kill -9 {pid} failed");
 }
 
-/// The CDP BrowserContexts that exist in the browser using `profile`, asked of Chromium itself
+/// A Chromium for the tests that ask Chromium itself which BrowserContexts exist: a wrapper that
+/// adds a DevTools port to what the server starts it with. The server never opens one (its
+/// DevTools channel is a pipe); only browsers started through this wrapper have it. Use with
+/// `Setup::env("CHROME_PATH", &observed_chromium())`.
+pub fn observed_chromium() -> String {
+    let real = std::env::var("CHROME_PATH")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            USUAL_PATHS
+                .iter()
+                .find(|p| Path::new(p).is_file())
+                .map(|p| (*p).to_owned())
+        })
+        .expect("a Chromium to wrap");
+    let dir = std::env::temp_dir().join(format!("mcp-sessions-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("wrapper directory");
+    let path = dir.join("observed-chromium");
+    if !path.exists() {
+        let script = format!("#!/bin/sh\nexec '{real}' --remote-debugging-port=0 \"$@\"\n");
+        let partial = dir.join(format!(
+            "observed-chromium.{:?}",
+            std::thread::current().id()
+        ));
+        std::fs::write(&partial, script).expect("write the wrapper");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .expect("make the wrapper executable");
+        std::fs::rename(&partial, &path).expect("place the wrapper");
+    }
+    path.display().to_string()
+}
+
+/// The CDP BrowserContexts that exist in the browser using `profile` (started through
+/// `observed_chromium`), asked of Chromium itself
 /// over its browser-level DevTools endpoint (`ws://127.0.0.1:<port><path>` from the two lines of
 /// `<profile>/DevToolsActivePort`).
 pub fn browser_contexts(profile: &Path) -> HashSet<String> {
