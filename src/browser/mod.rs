@@ -8,7 +8,8 @@
 //!
 //! `manager` owns every browser and context; `instance` is one user's running Chromium;
 //! `process` finds and launches it; `cdp` speaks DevTools; `page` is what a tool does in a tab;
-//! `policy` decides which URLs a navigation may reach.
+//! `policy` decides which URLs a navigation may reach; `proxy` is each context's forward proxy,
+//! where every connection the context makes is checked.
 
 mod cdp;
 mod instance;
@@ -16,6 +17,7 @@ mod manager;
 pub mod page;
 pub mod policy;
 mod process;
+pub mod proxy;
 
 pub use crate::config::BrowserConfig;
 pub use cdp::CdpConnection;
