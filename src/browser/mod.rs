@@ -7,8 +7,10 @@
 //! a session's contexts when the session ends.
 //!
 //! `manager` owns every browser and context; `instance` is one user's running Chromium;
-//! `process` finds and launches it; `cdp` speaks DevTools over its pipe; `page` is what a tool does in a tab;
-//! `targets` puts every target of a context under `policy`, which decides what may be reached.
+//! `process` finds and launches it; `cdp` speaks DevTools over its pipe; `page` is what a tool
+//! does in a tab; `targets` puts every target of a context under `policy`, which decides what may
+//! be reached; `proxy` is each context's forward proxy, where every connection the context makes
+//! is checked after its name is resolved.
 
 mod cdp;
 mod instance;
@@ -16,6 +18,7 @@ mod manager;
 pub mod page;
 pub mod policy;
 mod process;
+pub mod proxy;
 pub mod targets;
 
 pub use crate::config::BrowserConfig;
