@@ -85,8 +85,8 @@ fn audit_blocks(audit: AuditLog) -> BlockSink {
                     "kind": blocked.kind,
                 }));
             let kind = format!(
-                "browser.blocked {context_id} {} {}",
-                blocked.rule, blocked.origin
+                "browser.blocked {context_id} {} {} {}",
+                blocked.rule, blocked.origin, blocked.kind
             );
             audit.record_repeated(&kind, event, crate::clock::now_ms());
         },

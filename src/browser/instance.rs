@@ -11,6 +11,7 @@ use headless_chrome::protocol::cdp::types::Method;
 use super::cdp::Pipe;
 use super::page::PageError;
 use super::process::ChromeProcess;
+use super::proxy::ContextProxy;
 use super::targets::{ContextNet, Targets};
 use super::{CdpConnection, ContextInfo, Owner};
 
@@ -19,6 +20,8 @@ pub(super) struct UserBrowser {
     pub(super) pipe: Arc<Pipe>,
     pub(super) targets: Arc<Targets>,
     pub(super) process: Mutex<Option<ChromeProcess>>,
+    /// Each context's downloads go to a directory of its own under this one (in the profile).
+    pub(super) downloads: std::path::PathBuf,
     pub(super) crashed: AtomicBool,
     /// When it last had a context (for idle shutdown), ms.
     pub(super) last_used_ms: AtomicU64,
@@ -78,6 +81,8 @@ pub(super) struct ContextEntry {
     pub(super) target_id: String,
     /// The policy state of its targets (refusals, tabs).
     pub(super) net: Arc<ContextNet>,
+    /// Where every connection of the context goes; it stops with the context.
+    pub(super) _proxy: ContextProxy,
     /// The tab's own DevTools session; one operation at a time. An async lock: a call waits
     /// for its turn without holding a blocking thread, and stops waiting when it is dropped
     /// (cancelled) or its time is up.

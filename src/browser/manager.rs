@@ -15,6 +15,7 @@ use super::instance::{ContextEntry, UserBrowser};
 use super::page::{self, PageError};
 use super::policy::Refusal;
 use super::process::{self, ChromeProcess, LaunchSpec, sandbox_enabled};
+use super::proxy::ContextProxy;
 use super::targets::{self, BlockSink, BlockedRequest, ContextNet, Targets};
 use super::{BrowserConfig, BrowserError, CdpConnection, ContextInfo, Owner, UrlPolicy};
 
@@ -58,6 +59,51 @@ impl Drop for Reservation {
 pub struct Watched<T> {
     pub value: T,
     pub blocked: Vec<BlockedRequest>,
+}
+
+impl<T> Watched<T> {
+    /// The refusal of a tab's own document during the call, if there was one: the request
+    /// itself, or (`landed_on`, where the tab ended) the connection the proxy refused for it.
+    pub fn blocked_document(&self, landed_on: &str) -> Option<Refusal> {
+        document_refusal(&self.blocked).or_else(|| {
+            let url = url::Url::parse(landed_on).ok()?;
+            let port = url.port_or_known_default()?;
+            let host = url.host_str()?;
+            let connection = self
+                .blocked
+                .iter()
+                .find(|b| b.kind == "connection" && b.origin == format!("{host}:{port}"))?;
+            Some(connection_refusal(connection))
+        })
+    }
+}
+
+/// A refused connection, as the agent is told of it when its navigation failed.
+fn connection_refusal(connection: &BlockedRequest) -> Refusal {
+    Refusal {
+        rule: connection.rule,
+        reason: format!(
+            "the browser may not connect to {}: the rule `{}` refuses what it resolves to",
+            connection.origin, connection.rule
+        ),
+    }
+}
+
+/// A refusal of a tab's own document (a navigation), as the agent is told of it.
+fn document_refusal(blocked: &[BlockedRequest]) -> Option<Refusal> {
+    let document = blocked.iter().find(|b| b.top_level)?;
+    let how = if document.redirect {
+        "the page was redirected to"
+    } else {
+        "the page was sent to"
+    };
+    Some(Refusal {
+        rule: document.rule,
+        reason: format!(
+            "{how} {}, which the rule `{}` refuses",
+            document.origin, document.rule
+        ),
+    })
 }
 
 /// Every browser and context of the server. A cheap `Clone` handle.
@@ -237,10 +283,20 @@ impl BrowserManager {
             self.shared.config.max_tabs_per_context,
             self.shared.sink.clone(),
         ));
+        let proxy = ContextProxy::start(net.clone()).await.map_err(|e| {
+            BrowserError::Internal(format!("cannot start the context's proxy: {e}"))
+        })?;
+        let proxy_url = proxy.url();
         let worker = browser.clone();
         let context_net = net.clone();
         let task = tokio::task::spawn_blocking(move || {
-            open_context(&worker, context_net, (width, height), action_timeout)
+            open_context(
+                &worker,
+                context_net,
+                &proxy_url,
+                (width, height),
+                action_timeout,
+            )
         });
         let (cdp_id, target_id, page) = self
             .finish(&browser, action_timeout * 3, task, false)
@@ -254,6 +310,7 @@ impl BrowserManager {
             cdp_id,
             target_id,
             net,
+            _proxy: proxy,
             page: Arc::new(tokio::sync::Mutex::new(page)),
             created_ms: crate::clock::now_ms(),
         });
@@ -344,22 +401,18 @@ impl BrowserManager {
         let blocked = entry.net.since(mark);
         match outcome {
             Ok(value) => Ok(Watched { value, blocked }),
-            Err(e) => match blocked.iter().find(|b| b.top_level) {
-                Some(document) => Err(BrowserError::Blocked(Refusal {
-                    rule: document.rule,
-                    reason: format!(
-                        "{} {}, which the rule `{}` refuses",
-                        if document.redirect {
-                            "the page was redirected to"
-                        } else {
-                            "the page was sent to"
-                        },
-                        document.origin,
-                        document.rule
-                    ),
-                })),
-                None => Err(e),
-            },
+            Err(e) => {
+                let refusal = document_refusal(&blocked).or_else(|| match e {
+                    // A navigation whose connection the proxy refused (a tunnel, which the
+                    // browser reports as a failed load).
+                    BrowserError::NavigationFailed(_) => blocked
+                        .iter()
+                        .find(|b| b.kind == "connection")
+                        .map(connection_refusal),
+                    _ => None,
+                });
+                Err(refusal.map_or(e, BrowserError::Blocked))
+            }
         }
     }
 
@@ -414,6 +467,7 @@ impl BrowserManager {
                 Duration::from_secs(5),
             );
             entry.browser.targets.remove_context(&entry.cdp_id);
+            remove_downloads(&entry.browser, &entry.cdp_id);
             disposed
         })
         .await;
@@ -517,6 +571,7 @@ fn start_browser(spec: &LaunchSpec, timeout: Duration) -> Result<UserBrowser, Br
     let browser = UserBrowser {
         pipe,
         targets,
+        downloads: spec.profile_dir.join("downloads"),
         process: Mutex::new(Some(process)),
         crashed: AtomicBool::new(false),
         last_used_ms: AtomicU64::new(crate::clock::now_ms()),
@@ -533,6 +588,7 @@ fn start_browser(spec: &LaunchSpec, timeout: Duration) -> Result<UserBrowser, Br
 fn open_context(
     browser: &UserBrowser,
     net: Arc<ContextNet>,
+    proxy_url: &str,
     (width, height): (u32, u32),
     timeout: Duration,
 ) -> Result<(String, String, CdpConnection), PageError> {
@@ -540,15 +596,18 @@ fn open_context(
         .control(
             Target::CreateBrowserContext {
                 dispose_on_detach: Some(false),
-                proxy_server: None,
-                proxy_bypass_list: None,
+                // Every connection through the context's proxy, loopback included (Chromium
+                // would otherwise reach loopback directly).
+                proxy_server: Some(proxy_url.to_owned()),
+                proxy_bypass_list: Some("<-loopback>".into()),
                 origins_with_universal_network_access: None,
             },
             timeout,
         )?
         .browser_context_id;
     browser.targets.add_context(&cdp_id, net);
-    let tab = open_tab(browser, &cdp_id, (width, height), timeout);
+    let tab = keep_downloads(browser, &cdp_id, timeout)
+        .and_then(|()| open_tab(browser, &cdp_id, (width, height), timeout));
     if tab.is_err() {
         let _ = browser.control(
             Target::DisposeBrowserContext {
@@ -557,9 +616,35 @@ fn open_context(
             timeout,
         );
         browser.targets.remove_context(&cdp_id);
+        remove_downloads(browser, &cdp_id);
     }
     let (target_id, page) = tab?;
     Ok((cdp_id, target_id, page))
+}
+
+/// Sends the context's downloads to its own owner-only directory (removed with the context).
+fn keep_downloads(browser: &UserBrowser, cdp_id: &str, timeout: Duration) -> Result<(), PageError> {
+    let dir = browser.downloads.join(cdp_id);
+    crate::files::ensure_private_dir(&dir)
+        .map_err(|e| PageError::Protocol(format!("cannot create the downloads directory: {e}")))?;
+    browser.pipe.call(
+        None,
+        "Browser.setDownloadBehavior",
+        serde_json::json!({"behavior": "allow", "browserContextId": cdp_id,
+                           "downloadPath": dir.display().to_string(), "eventsEnabled": false}),
+        timeout,
+    )?;
+    Ok(())
+}
+
+/// Removes a closed context's downloads.
+fn remove_downloads(browser: &UserBrowser, cdp_id: &str) {
+    let dir = browser.downloads.join(cdp_id);
+    if let Err(e) = std::fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("could not remove a closed context's downloads: {e}");
+    }
 }
 
 fn open_tab(

@@ -104,6 +104,32 @@ impl ContextNet {
     }
 }
 
+/// The context's proxy asks the same policy for every connection, after resolving its name.
+impl super::proxy::Gate for ContextNet {
+    fn check_target(&self, scheme: Option<&str>, host: &str, port: u16) -> Result<(), Refusal> {
+        self.policy.check_target(scheme, host, port)
+    }
+
+    fn check_address(&self, ip: std::net::IpAddr) -> Result<(), Refusal> {
+        self.policy.check_address(ip)
+    }
+
+    fn refused(&self, host: &str, port: u16, refusal: &Refusal) {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        self.refused(BlockedRequest {
+            origin: format!("{host}:{port}"),
+            rule: refusal.rule,
+            kind: "connection".into(),
+            top_level: false,
+            redirect: false,
+        });
+    }
+}
+
 /// A target we are attached to.
 struct Attached {
     target_id: String,

@@ -257,6 +257,11 @@ impl McpSessions {
                 move |page| page::navigate(page, &target, timeout),
             )
             .await?;
+        if let Some(document) = navigated.blocked_document(&navigated.value.url) {
+            // The page went on by itself (a meta refresh, a script) to somewhere refused, or
+            // the name resolved to an address the proxy refused.
+            return Err(ToolError::from(BrowserError::Blocked(document)).into());
+        }
         if let Err(why) = browser.policy().check(&navigated.value.url) {
             // A redirect led somewhere the policy forbids: leave it at once.
             let _ = browser

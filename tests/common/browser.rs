@@ -189,6 +189,7 @@ fn attack_page(kind: &str, to: &str) -> String {
     let script = |code: &str| format!("<script>{code}</script>");
     let body = match kind {
         "link" => format!("<a id=\"go\" href=\"{to}\">go</a>"),
+        "download" => format!("<a id=\"go\" href=\"{to}\" download>save</a>"),
         "script" => script(&format!(
             "setTimeout(() => {{ location.href = '{to}'; }}, 50)"
         )),
@@ -242,7 +243,14 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
     };
     let mut reader = BufReader::new(clone);
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
+    if reader.read_line(&mut request_line).is_err() || request_line.trim().is_empty() {
+        // A connection that sent no request (a browser's preconnect, or the stop signal).
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Received {
+                path: "(connection without a request)".into(),
+                cookie: None,
+            });
         return;
     }
     let mut cookie = None;
@@ -295,6 +303,11 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>) {
         "/attack" => ("200 OK", vec![], &attack),
         "/worker.js" => ("200 OK", vec![], &worker),
         "/sw" => ("200 OK", vec![], SW_PAGE),
+        "/download.txt" => (
+            "200 OK",
+            vec!["Content-Disposition: attachment; filename=\"download.txt\"".into()],
+            "downloaded content",
+        ),
         "/sw.js" => (
             "200 OK",
             vec![],
