@@ -357,6 +357,41 @@ fn s30_service_workers_never_run() {
     assert_eq!(server.close(), Some(0));
 }
 
+#[test]
+fn popups_count_against_the_tab_cap() {
+    require_chromium!("popups_count_against_the_tab_cap");
+    let site = TestSite::start();
+    let mut server = Server::start(
+        Setup::demo()
+            .set(ACTION_TIMEOUT)
+            .set("browser.max_tabs_per_context=1"),
+    );
+    let session = login(&mut server);
+    let context = create_context(&mut server, &session);
+    // The context's tab is all the cap allows: a popup is closed at once.
+    navigate(
+        &mut server,
+        &session,
+        &context,
+        &site.url(&format!("/attack?kind=popup&to={}", site.url("/late"))),
+    );
+    server.call_ok(
+        "browser-click",
+        json!({"sessionId": session, "contextId": context, "selector": "#go"}),
+    );
+    let line = server.wait_for_audit("browser.blocked by tab-limit", |l| {
+        l["event"] == "browser.blocked"
+            && l["detail"]["contextId"] == context.as_str()
+            && l["detail"]["rule"] == "tab-limit"
+    });
+    assert_eq!(line["detail"]["kind"], "tab", "{line}");
+    // (The refused popup may still fetch its allowed page before it is closed: the cap bounds
+    // tabs, the policy decides what each may reach.)
+    // The context's own tab still works.
+    navigate(&mut server, &session, &context, &site.url("/"));
+    assert_eq!(server.close(), Some(0));
+}
+
 /// Every file named `name` under `dir`, at any depth.
 fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -135,6 +135,8 @@ struct Attached {
     target_id: String,
     kind: String,
     net: Arc<ContextNet>,
+    /// Refused (past the tab cap) and being closed: none of its requests go.
+    closing: bool,
 }
 
 /// The contexts of one browser by their CDP BrowserContext id, and its attached targets.
@@ -145,6 +147,8 @@ pub struct Targets {
     /// Page targets ready for use (policy installed, running): target id → session id.
     ready: Mutex<HashMap<String, String>>,
     ready_changed: Condvar,
+    /// Service workers refused, by target id: the browser attaches to each twice.
+    refused_workers: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Targets {
@@ -195,7 +199,30 @@ impl Targets {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .get(session)
+            .filter(|a| !a.closing)
             .map(|a| (a.net.clone(), a.target_id.clone()))
+    }
+
+    fn attach(
+        &self,
+        session: &str,
+        target_id: &str,
+        kind: &str,
+        net: Arc<ContextNet>,
+        closing: bool,
+    ) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                session.to_owned(),
+                Attached {
+                    target_id: target_id.to_owned(),
+                    kind: kind.to_owned(),
+                    net,
+                    closing,
+                },
+            );
     }
 }
 
@@ -313,13 +340,17 @@ fn attached(pipe: &Pipe, targets: &Targets, params: &Value) {
     if kind == "service_worker" {
         // A service worker's requests escape page interception: it never runs. The browser
         // attaches to it once for itself and once under the page that registers it.
-        if !targets
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|a| a.target_id == target_id)
-        {
+        let first = {
+            let mut refused = targets
+                .refused_workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if refused.len() >= 1024 {
+                refused.clear();
+            }
+            refused.insert(target_id.to_owned())
+        };
+        if first {
             net.refused(BlockedRequest {
                 origin: origin_of(url),
                 rule: rule::SERVICE_WORKER,
@@ -340,21 +371,16 @@ fn attached(pipe: &Pipe, targets: &Targets, params: &Value) {
             top_level: false,
             redirect: false,
         });
+        // Closed at once, but let run first with every request refused: an opener whose popup
+        // stays paused waits for it.
+        targets.attach(session, target_id, kind, net, true);
+        if install(pipe, session, kind) && waiting {
+            let _ = pipe.notify(Some(session), "Runtime.runIfWaitingForDebugger", json!({}));
+        }
         close(pipe, target_id);
         return;
     }
-    targets
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            session.to_owned(),
-            Attached {
-                target_id: target_id.to_owned(),
-                kind: kind.to_owned(),
-                net,
-            },
-        );
+    targets.attach(session, target_id, kind, net, false);
     if !install(pipe, session, kind) {
         tracing::warn!("could not install the request policy on a new {kind} target; closing it");
         close(pipe, target_id);
@@ -407,6 +433,7 @@ fn detached(targets: &Targets, session: &str) {
         .remove(session);
     if let Some(gone) = gone
         && gone.kind == "page"
+        && !gone.closing
     {
         gone.net.tabs.fetch_sub(1, Ordering::SeqCst);
         targets
