@@ -24,13 +24,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Crates that log whole protocol messages below a level, and the most they may log whatever
-/// `RUST_LOG` asks: rmcp logs every JSON-RPC message at debug (tokens, passwords, typed text);
-/// tungstenite every DevTools frame and message at trace (text typed with browser-type, URLs with
-/// their query tokens).
-const PROTOCOL_LOG_CEILINGS: &[(&str, LevelFilter)] = &[
-    ("rmcp", LevelFilter::WARN),
-    ("tungstenite", LevelFilter::DEBUG),
-];
+/// `RUST_LOG` asks: rmcp logs every JSON-RPC message at debug (tokens, passwords, typed text).
+/// DevTools traffic (text typed with browser-type, URLs with their query tokens) goes over our
+/// own pipe client, which never logs a message.
+const PROTOCOL_LOG_CEILINGS: &[(&str, LevelFilter)] = &[("rmcp", LevelFilter::WARN)];
 
 fn init_logging() {
     let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
