@@ -24,7 +24,19 @@ pub fn profile_dir() -> anyhow::Result<PathBuf> {
 /// binary left in `target/` would silently show stale behaviour, so the example runs
 /// `cargo build --bin mcp-sessions` itself (a no-op when the binary is current). Examples live in
 /// `<target>/<profile>/examples/`; the binary in `<target>/<profile>/`.
+///
+/// `MCP_SESSIONS_BENCH_SERVER=<path>` runs that binary instead (nothing is built): the way to
+/// measure an earlier build beside the current one on the same machine.
 pub fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MCP_SESSIONS_BENCH_SERVER").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(
+            path.is_file(),
+            "MCP_SESSIONS_BENCH_SERVER: {} is not a file",
+            path.display()
+        );
+        return Ok(path);
+    }
     let profile_dir = profile_dir()?;
     let target_dir = profile_dir
         .parent()
