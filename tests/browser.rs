@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::browser::{
-    INDEX_TEXT, TestSite, browser_contexts, browser_processes, content, kill,
-    live_processes_mentioning, main_browser, observed_chromium, png_size, profile_dirs,
-    replies_in_arrival_order, survivors, wait_for_browser_contexts,
+    INDEX_TEXT, TestSite, browser_contexts, browser_processes, content, create_context, kill,
+    live_processes_mentioning, login, main_browser, navigate, observed_chromium, png_size,
+    profile_dirs, replies_in_arrival_order, survivors, wait_for_browser_contexts,
 };
 use common::{Server, Setup, is_session_id, temp_dirs};
 use serde_json::{Value, json};
@@ -23,25 +23,6 @@ use serde_json::{Value, json};
 /// Chromium of its own, on as few as 2 cores. With 3 s, one run failed once on a page call
 /// (cause not confirmed).
 const ACTION_TIMEOUT: &str = "browser.action_timeout_ms=10000";
-
-fn login(server: &mut Server, username: &str, password: &str) -> String {
-    server.login(username, password)["sessionId"]
-        .as_str()
-        .expect("sessionId")
-        .to_owned()
-}
-
-fn create_context(server: &mut Server, session: &str) -> String {
-    let created = server.call_ok("create-browser-context", json!({"sessionId": session}));
-    created["contextId"].as_str().expect("contextId").to_owned()
-}
-
-fn navigate(server: &mut Server, session: &str, context: &str, url: &str) -> Value {
-    server.call_ok(
-        "browser-navigate",
-        json!({"sessionId": session, "contextId": context, "url": url}),
-    )
-}
 
 fn read_text(server: &mut Server, session: &str, context: &str) -> String {
     let read = server.call_ok(

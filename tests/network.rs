@@ -10,30 +10,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::browser::{INDEX_TEXT, TestSite, browser_processes};
+use common::browser::{INDEX_TEXT, TestSite, browser_processes, create_context, login, navigate};
 use common::{Server, Setup};
 use serde_json::{Value, json};
 
 const ACTION_TIMEOUT: &str = "browser.action_timeout_ms=10000";
-
-fn login(server: &mut Server) -> String {
-    server.login("demo", "demo123!")["sessionId"]
-        .as_str()
-        .expect("sessionId")
-        .to_owned()
-}
-
-fn create_context(server: &mut Server, session: &str) -> String {
-    let created = server.call_ok("create-browser-context", json!({"sessionId": session}));
-    created["contextId"].as_str().expect("contextId").to_owned()
-}
-
-fn navigate(server: &mut Server, session: &str, context: &str, url: &str) -> Value {
-    server.call_ok(
-        "browser-navigate",
-        json!({"sessionId": session, "contextId": context, "url": url}),
-    )
-}
 
 /// A server whose policy denies `denied`'s origin.
 fn server_denying(denied: &TestSite) -> Server {
@@ -61,7 +42,7 @@ fn s30_every_way_a_page_reaches_a_denied_origin_is_refused_and_audited() {
     let other = TestSite::start();
     let denied = TestSite::start();
     let mut server = server_denying(&denied);
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let other_site = format!("http://localhost:{}", other.port);
     let kinds = [
         "link", "script", "meta", "form", "popup", "iframe", "image", "fetch", "xhr", "worker",
@@ -151,7 +132,7 @@ fn s30_websockets_go_through_the_policy_too() {
     let site = TestSite::start();
     let denied = TestSite::start();
     let mut server = server_denying(&denied);
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     // DevTools cannot pause a WebSocket handshake; the context's proxy refuses its tunnel.
     let to = format!("ws://127.0.0.1:{}/socket", denied.port);
@@ -213,7 +194,7 @@ fn s30_a_name_is_checked_by_what_it_resolves_to() {
             .set(ACTION_TIMEOUT)
             .set("browser.allow_private_networks=false"),
     );
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     // The URL names no address, so only the proxy, which resolves the name, can tell.
     let url = format!("http://{name}:{}/", site.port);
@@ -250,7 +231,7 @@ fn s30_refusals_are_counted_in_the_result_of_the_call_that_caused_them() {
     let site = TestSite::start();
     let denied = TestSite::start();
     let mut server = server_denying(&denied);
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     // The image is part of the load: its refusal comes back with the navigation.
     let loaded = navigate(
@@ -287,7 +268,7 @@ fn s30_redirect_chains_and_metadata_addresses_in_every_form_are_refused() {
     let site = TestSite::start();
     let denied = TestSite::start();
     let mut server = server_denying(&denied);
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     // allowed → allowed → denied: refused at the last hop, which never leaves the browser.
     let chain = site.url(&format!("/redirect?to=/redirect?to={}", denied.url("/end")));
@@ -337,7 +318,7 @@ fn s30_service_workers_never_run() {
     require_chromium!("s30_service_workers_never_run");
     let site = TestSite::start();
     let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     navigate(&mut server, &session, &context, &site.url("/sw"));
     wait_for_block(&server, &context, &site.origin(), "service-worker");
@@ -366,7 +347,7 @@ fn popups_count_against_the_tab_cap() {
             .set(ACTION_TIMEOUT)
             .set("browser.max_tabs_per_context=1"),
     );
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     // The context's tab is all the cap allows: a popup is closed at once.
     navigate(
@@ -414,7 +395,7 @@ fn downloads_land_in_the_contexts_own_directory_and_go_with_it() {
     require_chromium!("downloads_land_in_the_contexts_own_directory_and_go_with_it");
     let site = TestSite::start();
     let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let context = create_context(&mut server, &session);
     navigate(
         &mut server,
@@ -509,7 +490,7 @@ fn s29_no_process_of_the_browser_listens_on_tcp() {
     require_chromium!("s29_no_process_of_the_browser_listens_on_tcp");
     let site = TestSite::start();
     let mut server = Server::start(Setup::demo().set(ACTION_TIMEOUT));
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     for _ in 0..2 {
         let context = create_context(&mut server, &session);
         navigate(&mut server, &session, &context, &site.url("/"));
@@ -546,7 +527,7 @@ fn a_spinning_page_does_not_stall_other_contexts_or_the_session_tools() {
     require_chromium!("a_spinning_page_does_not_stall_other_contexts_or_the_session_tools");
     let site = TestSite::start();
     let mut server = Server::start(Setup::demo().set("browser.action_timeout_ms=3000"));
-    let session = login(&mut server);
+    let session = login(&mut server, "demo", "demo123!");
     let spinning = create_context(&mut server, &session);
     let calm = create_context(&mut server, &session);
     navigate(&mut server, &session, &spinning, &site.url("/hang"));

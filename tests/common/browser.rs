@@ -16,6 +16,28 @@ use serde_json::{Value, json};
 
 use super::{self as common, Server, ToolReply};
 
+/// Logs in; returns the session id.
+pub fn login(server: &mut Server, username: &str, password: &str) -> String {
+    server.login(username, password)["sessionId"]
+        .as_str()
+        .expect("sessionId")
+        .to_owned()
+}
+
+/// Opens a context in `session`; returns its id.
+pub fn create_context(server: &mut Server, session: &str) -> String {
+    let created = server.call_ok("create-browser-context", json!({"sessionId": session}));
+    created["contextId"].as_str().expect("contextId").to_owned()
+}
+
+/// browser-navigate, which must succeed.
+pub fn navigate(server: &mut Server, session: &str, context: &str, url: &str) -> Value {
+    server.call_ok(
+        "browser-navigate",
+        json!({"sessionId": session, "contextId": context, "url": url}),
+    )
+}
+
 /// Where the server looks for a browser when `CHROME_PATH` is not set (src/browser/process.rs).
 const USUAL_PATHS: &[&str] = &[
     "/usr/bin/chromium",
