@@ -36,6 +36,9 @@ const MAX_CONNECTIONS: usize = 256;
 /// that closing does not reset the connection before the client reads the answer.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const DRAIN_LIMIT: usize = 256 * 1024;
+/// How long a server that keeps its side of a forwarded request open is waited for once the
+/// browser closed its side.
+const HALF_CLOSED_GRACE: Duration = Duration::from_secs(5);
 /// Request headers that concern only the hop to the proxy, or that the proxy rewrites.
 const DROPPED_HEADERS: &[&str] = &[
     "host",
@@ -176,7 +179,51 @@ async fn forward(client: TcpStream, gate: &dyn Gate, target: &Target, head: &[u8
         let why = "the upstream server closed the connection";
         return answer(client, Status::BadGateway, why).await;
     }
-    relay(client, upstream).await;
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_upstream, mut to_upstream) = upstream.into_split();
+    // The rest of the request (a body) goes up until the browser closes its side.
+    let request = async {
+        let _ = tokio::io::copy(&mut from_client, &mut to_upstream).await;
+        let _ = to_upstream.shutdown().await;
+    };
+    // The answer comes back marked `Connection: close`, also when the server would keep the
+    // connection: the browser must not send its next request (perhaps for another host) on it.
+    let response = async {
+        if let Ok((head, early)) = read_head(&mut from_upstream).await {
+            let head = closing_response_head(&head);
+            if to_client.write_all(&head).await.is_ok() && to_client.write_all(&early).await.is_ok()
+            {
+                let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+            }
+        }
+        let _ = to_client.shutdown().await;
+    };
+    // Once the browser is done, a server that keeps its side open gets a moment, not forever.
+    tokio::select! {
+        () = response => {}
+        () = async { request.await; tokio::time::sleep(HALF_CLOSED_GRACE).await } => {}
+    }
+}
+
+/// A response head (without its blank line) with its connection headers replaced by
+/// `Connection: close`, and the blank line.
+fn closing_response_head(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 24);
+    for (n, line) in head.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let name = line.split(|b| *b == b':').next().unwrap_or_default();
+        let hop = ["connection", "keep-alive", "proxy-connection"]
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(name));
+        if n == 0 || !hop {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out
 }
 
 async fn relay(mut client: TcpStream, mut upstream: TcpStream) {
@@ -335,7 +382,9 @@ enum HeadError {
 }
 
 /// The request head without its final blank line, and any bytes read past it.
-async fn read_head(client: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+    client: &mut R,
+) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -702,6 +751,37 @@ mod tests {
             stream.write_all(response.as_bytes()).await.unwrap();
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_answer_reaches_the_browser_marked_close() {
+        within(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let upstream = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head).await;
+                let response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=15\r\n\r\nok";
+                stream.write_all(response.as_bytes()).await.unwrap();
+                // Keeps the connection open, as a keep-alive server does.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+            let gate = Arc::new(TestGate::default());
+            let proxy = start(&gate).await;
+            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+            let request = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: {upstream}\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            let head = read_response_head(&mut client).await;
+            assert_eq!(
+                head,
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            );
+            let mut body = [0u8; 2];
+            client.read_exact(&mut body).await.unwrap();
+            assert_eq!(&body, b"ok");
+        })
+        .await;
     }
 
     #[tokio::test]
