@@ -756,6 +756,26 @@ fn browser_figures(
         let target = (format == "png").then(|| Target::at_most_ms(stats.median(), 100.0));
         report.row(&label, result, target);
     }
+    // A page that spins (an endless loop from a timer) holds only its own context: get-session
+    // is timed without it and then while it spins, on the same server.
+    let calls = SIZES.browser_navigations * 10;
+    let get_session = json!({"sessionId": session});
+    let quiet = Stats::timed(calls, |_| {
+        server.tool("get-session", get_session.clone()).map(drop)
+    })?;
+    let spinning = server.create_context(&session, "spin")?;
+    server.navigate(&session, &spinning, &page.spin_url())?;
+    // Its timer starts the loop 50 ms after the load.
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = Stats::timed(calls, |_| {
+        server.tool("get-session", get_session.clone()).map(drop)
+    })?;
+    report.row(
+        "get-session while another context's page spins",
+        format!("{}  (without it: {})", p50_p99(&busy), p50_p99(&quiet)),
+        Some(Target::at_most_ms(busy.percentile(0.99), 10.0)),
+    );
+    server.close_context(&session, &spinning)?;
     server.close_context(&session, &context)?;
     server.close()?;
 
@@ -979,6 +999,8 @@ struct PageServer {
 
 impl PageServer {
     const TITLE: &str = "mcp-sessions bench page";
+    const SPIN: &str = "<!doctype html><title>spin</title><p>about to spin</p>\
+        <script>setTimeout(() => { for (;;) {} }, 50);</script>";
     const HTML: &str = r##"<!doctype html>
 <html lang="en">
 <head>
@@ -1053,6 +1075,11 @@ impl PageServer {
         format!("http://{}/page?n={n}", self.address)
     }
 
+    /// A page whose timer starts an endless loop once it has loaded.
+    fn spin_url(&self) -> String {
+        format!("http://{}/spin", self.address)
+    }
+
     fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
     }
@@ -1084,6 +1111,8 @@ impl PageServer {
             let path = request_line.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = if path.starts_with("/page") {
                 ("200 OK", Self::HTML)
+            } else if path == "/spin" {
+                ("200 OK", Self::SPIN)
             } else {
                 ("404 Not Found", "")
             };
