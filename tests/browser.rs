@@ -1559,3 +1559,57 @@ fn an_admin_acts_in_another_users_session_by_handle_and_is_recorded_as_by() {
     assert_eq!(line["detail"]["by"], "admin", "{line}");
     assert_eq!(server.close(), Some(0));
 }
+
+/// Issue 16 item 1: calls past a context's (and a user's) queue bound are refused at once with
+/// RATE_LIMITED, not held: before, every call waited for its turn however many there were.
+#[test]
+fn calls_past_the_context_and_user_queue_bounds_are_refused_not_held() {
+    require_chromium!("calls_past_the_context_and_user_queue_bounds_are_refused_not_held");
+    let site = TestSite::start();
+    let mut server = Server::start(
+        Setup::demo()
+            .set(ACTION_TIMEOUT)
+            .set("browser.max_queued_calls_per_context=4")
+            .set("browser.max_queued_calls_per_user=6"),
+    );
+    let session = login(&mut server, "demo", "demo123!");
+    let first = create_context(&mut server, &session);
+    let second = create_context(&mut server, &session);
+    for context in [&first, &second] {
+        navigate(&mut server, &session, context, &site.url("/"));
+    }
+    // Five slow calls on each context: each waits 1.5 s for an element that never comes.
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for context in [&first, &second] {
+        for _ in 0..5 {
+            ids.push(server.send_call(
+                "browser-wait-for",
+                json!({"sessionId": session, "contextId": context, "selector": "#never", "timeoutMs": 1500}),
+            ));
+        }
+    }
+    let replies = replies_in_arrival_order(&mut server, &ids, started, Duration::from_secs(60));
+    let refused: Vec<&common::ToolReply> = replies
+        .values()
+        .map(|(_, _, reply)| reply)
+        .filter(|r| r.is_error && r.body["code"] == "RATE_LIMITED")
+        .collect();
+    // The first context takes 4 and refuses 1; the user then has room for 2 more: 4 refused.
+    assert_eq!(refused.len(), 4, "{replies:#?}");
+    let says = |what: &str| {
+        refused
+            .iter()
+            .filter(|r| r.body["error"].as_str().is_some_and(|e| e.contains(what)))
+            .count()
+    };
+    assert_eq!(says("for this context"), 1, "{refused:#?}");
+    assert_eq!(says("your browser contexts"), 3, "{refused:#?}");
+    assert!(
+        refused.iter().all(|r| r.body["retryAfter"] == 1),
+        "{refused:#?}"
+    );
+    // Once they are done there is room again.
+    navigate(&mut server, &session, &first, &site.url("/"));
+    assert_eq!(server.close(), Some(0));
+}

@@ -34,6 +34,28 @@ struct Shared {
     profile_counter: AtomicU64,
     /// Told of every request or target the policy refuses (the audit log).
     sink: BlockSink,
+    /// Page calls running or waiting, per context id and per user id.
+    queued: Mutex<HashMap<String, usize>>,
+}
+
+/// A page call's place in its context's and its user's queues; given back when dropped.
+struct Queued {
+    shared: Arc<Shared>,
+    keys: [String; 2],
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let mut queued = self.shared.queued.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            if let Some(n) = queued.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    queued.remove(key);
+                }
+            }
+        }
+    }
 }
 
 /// A place held for a context being opened; given back when dropped (opened or failed).
@@ -127,6 +149,7 @@ impl BrowserManager {
                 reserved: Mutex::new(Vec::new()),
                 profile_counter: AtomicU64::new(0),
                 sink,
+                queued: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -225,6 +248,33 @@ impl BrowserManager {
             tokio::time::timeout(Duration::from_secs(3), task).await,
             Ok(Ok(true))
         )
+    }
+
+    /// Takes a place in the queues of `entry` and of its user, if both have room.
+    fn enqueue(&self, entry: &ContextEntry) -> Result<Queued, BrowserError> {
+        let config = &self.shared.config;
+        let keys = [
+            format!("c {}", entry.id),
+            format!("u {}", entry.owner.user_id),
+        ];
+        let mut queued = self.shared.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let count = |key: &String| queued.get(key).copied().unwrap_or(0);
+        if count(&keys[0]) >= config.max_queued_calls_per_context {
+            return Err(BrowserError::ContextBusy(
+                config.max_queued_calls_per_context,
+            ));
+        }
+        if count(&keys[1]) >= config.max_queued_calls_per_user {
+            return Err(BrowserError::UserBusy(config.max_queued_calls_per_user));
+        }
+        for key in &keys {
+            *queued.entry(key.clone()).or_insert(0) += 1;
+        }
+        drop(queued);
+        Ok(Queued {
+            shared: self.shared.clone(),
+            keys,
+        })
     }
 
     /// Holds a place for a new context of `owner` if the session and the user are under their
@@ -385,6 +435,9 @@ impl BrowserManager {
         if entry.browser.crashed.load(Ordering::SeqCst) {
             return Err(BrowserError::Crashed);
         }
+        // A bounded queue: a flood of calls is refused, not held (each waiting call is memory
+        // and, once its turn comes, a blocking thread).
+        let _place = self.enqueue(&entry)?;
         // Wait for the context's turn here, not on a blocking thread: a flood of calls on one
         // context must not fill the pool that every user's browser work and logins share.
         let Ok(mut page) = tokio::time::timeout(timeout, entry.page.clone().lock_owned()).await

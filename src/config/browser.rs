@@ -44,6 +44,11 @@ pub struct BrowserConfig {
     pub allow_private_networks: Option<bool>,
     /// Tabs one context may have open, popups and tabs its pages open included.
     pub max_tabs_per_context: usize,
+    /// Page calls one context may have running or waiting for their turn; more are refused
+    /// (RATE_LIMITED) rather than queued.
+    pub max_queued_calls_per_context: usize,
+    /// The same across all of a user's contexts.
+    pub max_queued_calls_per_user: usize,
     /// A user's browser with no contexts is stopped after this many seconds.
     pub idle_shutdown: u64,
 }
@@ -69,6 +74,8 @@ impl Default for BrowserConfig {
             deny_origins: Vec::new(),
             allow_private_networks: None,
             max_tabs_per_context: 5,
+            max_queued_calls_per_context: 16,
+            max_queued_calls_per_user: 64,
             idle_shutdown: 300,
         }
     }
@@ -95,6 +102,14 @@ impl BrowserConfig {
             (
                 "browser.max_tabs_per_context",
                 self.max_tabs_per_context as u64,
+            ),
+            (
+                "browser.max_queued_calls_per_context",
+                self.max_queued_calls_per_context as u64,
+            ),
+            (
+                "browser.max_queued_calls_per_user",
+                self.max_queued_calls_per_user as u64,
             ),
             ("browser.navigation_timeout_ms", self.navigation_timeout_ms),
             ("browser.action_timeout_ms", self.action_timeout_ms),

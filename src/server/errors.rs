@@ -213,6 +213,12 @@ impl From<BrowserError> for ToolError {
                 Code::NavigationFailed,
                 format!("the page could not be loaded ({why}); check the URL and that the site is reachable"),
             ),
+            BrowserError::ContextBusy(_) | BrowserError::UserBusy(_) => {
+                return ToolError::rate_limited(
+                    1,
+                    format!("{e}; wait for the calls under way to finish, then try again"),
+                );
+            }
             BrowserError::Timeout => (
                 Code::BrowserTimeout,
                 "the page did not answer in time (it may be busy running a script); try again or close the context".to_owned(),
