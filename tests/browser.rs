@@ -1613,3 +1613,46 @@ fn calls_past_the_context_and_user_queue_bounds_are_refused_not_held() {
     navigate(&mut server, &session, &first, &site.url("/"));
     assert_eq!(server.close(), Some(0));
 }
+
+/// Issue 16 item 2: a renderer's memory is bounded. A page that allocates without end crashes its
+/// own renderer at `browser.renderer_heap_mb`; the call says so at once, the user's other context
+/// goes on, and a navigation loads the crashed tab again.
+#[test]
+fn a_page_that_allocates_without_end_crashes_alone_and_can_be_reloaded() {
+    require_chromium!("a_page_that_allocates_without_end_crashes_alone_and_can_be_reloaded");
+    let site = TestSite::start();
+    let mut server = Server::start(
+        Setup::demo()
+            .set("browser.action_timeout_ms=30000")
+            .set("browser.renderer_heap_mb=64"),
+    );
+    let admin = login(&mut server, "admin", "admin123!");
+    let greedy = create_context(&mut server, &admin);
+    let other = create_context(&mut server, &admin);
+    for context in [&greedy, &other] {
+        navigate(&mut server, &admin, context, &site.url("/"));
+    }
+    let started = Instant::now();
+    let error = server.call_err(
+        "browser-evaluate",
+        json!({"sessionId": admin, "contextId": greedy, "expression":
+            "(() => { const a = []; for (;;) a.push({n: a.length, s: 'x' + a.length}); })()"}),
+        "BROWSER_ERROR",
+    );
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("crashed")),
+        "{error}"
+    );
+    // Answered when the renderer died, not at the 10 s action timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(read_text(&mut server, &admin, &other).contains(INDEX_TEXT));
+    navigate(&mut server, &admin, &greedy, &site.url("/"));
+    assert!(read_text(&mut server, &admin, &greedy).contains(INDEX_TEXT));
+    assert_eq!(server.close(), Some(0));
+}

@@ -37,6 +37,9 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 type Reply = Result<Value, CdpError>;
 
+/// A call waiting for its answer: the session it was sent to, and where the answer goes.
+type Waiting = (Option<String>, SyncSender<Reply>);
+
 /// An event from the browser: `method` and `params`, from the target `session` (None: the
 /// browser).
 #[derive(Debug)]
@@ -49,7 +52,7 @@ pub struct Event {
 /// The two ends of one browser's DevTools pipe.
 pub struct Pipe {
     writer: Mutex<File>,
-    pending: Mutex<HashMap<u64, SyncSender<Reply>>>,
+    pending: Mutex<HashMap<u64, Waiting>>,
     next_id: AtomicU64,
     closed: AtomicBool,
 }
@@ -113,7 +116,7 @@ impl Pipe {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(_, tx)| tx)
+            .map(|(_, (_, tx))| tx)
             .collect();
         for tx in waiting {
             let _ = tx.try_send(Err(CdpError::Closed("the browser closed its pipe".into())));
@@ -130,7 +133,7 @@ impl Pipe {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            if let Some(tx) = waiting {
+            if let Some((_, tx)) = waiting {
                 let reply = match message.get("error") {
                     Some(error) => Err(CdpError::Remote(
                         error
@@ -200,7 +203,7 @@ impl Pipe {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+            .insert(id, (session.map(str::to_owned), tx));
         let forget = || {
             self.pending
                 .lock()
@@ -219,6 +222,21 @@ impl Pipe {
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 Err(CdpError::Closed("the browser closed its pipe".into()))
+            }
+        }
+    }
+
+    /// Fails at once every call waiting on `session` (its target crashed: no answer will come).
+    pub fn fail_session(&self, session: &str, why: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<u64> = pending
+            .iter()
+            .filter(|(_, (s, _))| s.as_deref() == Some(session))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some((_, tx)) = pending.remove(&id) {
+                let _ = tx.try_send(Err(CdpError::Remote(why.to_owned())));
             }
         }
     }

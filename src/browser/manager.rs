@@ -214,6 +214,7 @@ impl BrowserManager {
                 .join(format!("{}-{n}", std::process::id())),
             headless,
             sandbox: sandbox_enabled(&self.shared.config),
+            renderer_heap_mb: self.shared.config.renderer_heap_mb,
         };
         let launch_timeout = Duration::from_millis(self.shared.config.launch_timeout_ms);
         let launched = tokio::task::spawn_blocking(move || start_browser(&spec, launch_timeout))
@@ -453,7 +454,12 @@ impl BrowserManager {
         let outcome = self.finish(&entry.browser, timeout, task, navigation).await;
         let blocked = entry.net.since(mark);
         match outcome {
-            Ok(value) => Ok(Watched { value, blocked }),
+            Ok(value) => {
+                // A navigation after a crash loads the page again.
+                entry.net.crashed.store(false, Ordering::SeqCst);
+                Ok(Watched { value, blocked })
+            }
+            Err(_) if entry.net.crashed.load(Ordering::SeqCst) => Err(BrowserError::PageCrashed),
             Err(e) => {
                 let refusal = document_refusal(&blocked).or_else(|| match e {
                     // A navigation whose connection the proxy refused (a tunnel, which the

@@ -49,6 +49,8 @@ pub enum BrowserError {
     NavigationFailed(String),
     #[error("the page did not answer in time")]
     Timeout,
+    #[error("the page crashed")]
+    PageCrashed,
     #[error("too many calls are waiting for this context ({0} at most)")]
     ContextBusy(usize),
     #[error("too many calls are waiting for your browser contexts ({0} at most)")]

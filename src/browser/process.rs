@@ -55,6 +55,8 @@ pub struct LaunchSpec {
     pub profile_dir: PathBuf,
     pub headless: bool,
     pub sandbox: bool,
+    /// V8's old-space limit per renderer, MiB.
+    pub renderer_heap_mb: u32,
 }
 
 impl LaunchSpec {
@@ -87,6 +89,11 @@ impl LaunchSpec {
         .map(|s| (*s).to_owned())
         .collect();
         args.push(format!("--user-data-dir={}", self.profile_dir.display()));
+        // A page that allocates without end crashes its own renderer, not the machine.
+        args.push(format!(
+            "--js-flags=--max-old-space-size={}",
+            self.renderer_heap_mb
+        ));
         if self.headless {
             args.push("--headless".into());
             args.push("--disable-gpu".into());

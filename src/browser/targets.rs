@@ -60,6 +60,8 @@ pub struct ContextNet {
     recent: Mutex<VecDeque<(u64, BlockedRequest)>>,
     tabs: AtomicUsize,
     sink: BlockSink,
+    /// A tab's renderer crashed (out of memory, most likely) and no call has worked since.
+    pub crashed: std::sync::atomic::AtomicBool,
 }
 
 impl ContextNet {
@@ -79,6 +81,7 @@ impl ContextNet {
             recent: Mutex::new(VecDeque::new()),
             tabs: AtomicUsize::new(0),
             sink,
+            crashed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -261,6 +264,15 @@ fn handle(pipe: &Pipe, targets: &Targets, event: Event) {
             }
         }
         "Target.attachedToTarget" => attached(pipe, targets, &event.params),
+        "Inspector.targetCrashed" => {
+            if let Some(session) = event.session.as_deref()
+                && let Some((net, _)) = targets.net_of(session)
+            {
+                tracing::warn!("a page's renderer crashed (out of memory?)");
+                net.crashed.store(true, Ordering::SeqCst);
+                pipe.fail_session(session, "the page crashed");
+            }
+        }
         "Target.detachedFromTarget" => {
             if let Some(session) = event.params["sessionId"].as_str() {
                 detached(targets, session);

@@ -44,6 +44,8 @@ pub struct BrowserConfig {
     pub allow_private_networks: Option<bool>,
     /// Tabs one context may have open, popups and tabs its pages open included.
     pub max_tabs_per_context: usize,
+    /// The JavaScript heap one renderer may use, MiB (V8's old space); a page past it crashes alone.
+    pub renderer_heap_mb: u32,
     /// Page calls one context may have running or waiting for their turn; more are refused
     /// (RATE_LIMITED) rather than queued.
     pub max_queued_calls_per_context: usize,
@@ -74,6 +76,7 @@ impl Default for BrowserConfig {
             deny_origins: Vec::new(),
             allow_private_networks: None,
             max_tabs_per_context: 5,
+            renderer_heap_mb: 512,
             max_queued_calls_per_context: 16,
             max_queued_calls_per_user: 64,
             idle_shutdown: 300,
@@ -103,6 +106,7 @@ impl BrowserConfig {
                 "browser.max_tabs_per_context",
                 self.max_tabs_per_context as u64,
             ),
+            ("browser.renderer_heap_mb", u64::from(self.renderer_heap_mb)),
             (
                 "browser.max_queued_calls_per_context",
                 self.max_queued_calls_per_context as u64,

@@ -213,6 +213,10 @@ impl From<BrowserError> for ToolError {
                 Code::NavigationFailed,
                 format!("the page could not be loaded ({why}); check the URL and that the site is reachable"),
             ),
+            BrowserError::PageCrashed => (
+                Code::BrowserError,
+                "the page crashed, most likely out of memory (browser.renderer_heap_mb bounds a page's script heap); browser-navigate loads a page again".to_owned(),
+            ),
             BrowserError::ContextBusy(_) | BrowserError::UserBusy(_) => {
                 return ToolError::rate_limited(
                     1,
