@@ -1656,3 +1656,39 @@ fn a_page_that_allocates_without_end_crashes_alone_and_can_be_reloaded() {
     assert!(read_text(&mut server, &admin, &greedy).contains(INDEX_TEXT));
     assert_eq!(server.close(), Some(0));
 }
+
+/// A create-browser-context cancelled while it runs keeps nothing: Chromium ends up holding
+/// exactly the contexts the server lists (before, a creation cancelled mid-way left an unlisted
+/// BrowserContext until the browser stopped).
+#[test]
+fn cancelled_context_creations_leave_no_unlisted_context_in_chromium() {
+    require_chromium!("cancelled_context_creations_leave_no_unlisted_context_in_chromium");
+    let mut server = Server::start(
+        Setup::demo()
+            .env("CHROME_PATH", &observed_chromium())
+            .set(ACTION_TIMEOUT),
+    );
+    let session = login(&mut server, "demo", "demo123!");
+    // The first context starts the browser, so that the cancelled ones are mid-creation.
+    create_context(&mut server, &session);
+    let profile = profile_dirs(&server.data_dir)
+        .pop()
+        .expect("the browser's profile");
+    for _ in 0..3 {
+        let id = server.send_call("create-browser-context", json!({"sessionId": session}));
+        std::thread::sleep(Duration::from_millis(30));
+        server.notify(
+            "notifications/cancelled",
+            Some(json!({"requestId": id, "reason": "the user moved on"})),
+        );
+        // A cancelled request gets no answer; one the cancellation came too late for does.
+    }
+    let listed = listed_contexts(&mut server, &session).len();
+    let held = wait_for_browser_contexts(&profile, "as many as listed", |ids| ids.len() == listed);
+    assert_eq!(
+        held.len(),
+        listed,
+        "Chromium holds contexts the server does not list"
+    );
+    assert_eq!(server.close(), Some(0));
+}

@@ -340,10 +340,15 @@ impl BrowserManager {
         let proxy_url = proxy.url();
         let worker = browser.clone();
         let context_net = net.clone();
+        // Dropped before it is disarmed (the call was cancelled, or failed), the guard disposes of
+        // whatever BrowserContext the blocking task made or will make.
+        let opening = Opening::new(browser.clone());
+        let made = opening.made.clone();
         let task = tokio::task::spawn_blocking(move || {
             open_context(
                 &worker,
                 context_net,
+                &made,
                 &proxy_url,
                 (width, height),
                 action_timeout,
@@ -352,6 +357,7 @@ impl BrowserManager {
         let (cdp_id, target_id, page) = self
             .finish(&browser, action_timeout * 3, task, false)
             .await?;
+        opening.disarm();
         let entry = Arc::new(ContextEntry {
             id: id.clone(),
             name: name.unwrap_or_else(|| format!("context-{}", &id[..8])),
@@ -614,6 +620,65 @@ impl BrowserManager {
     }
 }
 
+/// Where a BrowserContext being opened stands, shared by the call and its blocking task.
+#[derive(Default)]
+enum Made {
+    #[default]
+    Pending,
+    Created(String),
+    /// The call went away first: the task disposes of what it makes.
+    Abandoned,
+}
+
+/// Disposes of a BrowserContext whose call went away (cancelled) or failed before keeping it.
+struct Opening {
+    browser: Arc<UserBrowser>,
+    made: Arc<Mutex<Made>>,
+    kept: bool,
+}
+
+impl Opening {
+    fn new(browser: Arc<UserBrowser>) -> Self {
+        Self {
+            browser,
+            made: Arc::default(),
+            kept: false,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *made, Made::Abandoned) {
+            Made::Created(cdp_id) => {
+                let browser = self.browser.clone();
+                std::thread::spawn(move || discard_context(&browser, &cdp_id));
+            }
+            Made::Pending | Made::Abandoned => {}
+        }
+    }
+}
+
+/// Disposes of a BrowserContext no entry holds, with its downloads.
+fn discard_context(browser: &UserBrowser, cdp_id: &str) {
+    let _ = browser.control(
+        Target::DisposeBrowserContext {
+            browser_context_id: cdp_id.to_owned(),
+        },
+        Duration::from_secs(5),
+    );
+    browser.targets.remove_context(cdp_id);
+    remove_downloads(browser, cdp_id);
+}
+
 /// Launches a browser, starts reading its pipe, and has it attach to every target it creates.
 fn start_browser(spec: &LaunchSpec, timeout: Duration) -> Result<UserBrowser, BrowserError> {
     let (process, ends) = ChromeProcess::launch(spec)?;
@@ -647,6 +712,7 @@ fn start_browser(spec: &LaunchSpec, timeout: Duration) -> Result<UserBrowser, Br
 fn open_context(
     browser: &UserBrowser,
     net: Arc<ContextNet>,
+    made: &Mutex<Made>,
     proxy_url: &str,
     (width, height): (u32, u32),
     timeout: Duration,
@@ -664,19 +730,18 @@ fn open_context(
             timeout,
         )?
         .browser_context_id;
+    {
+        let mut made = made.lock().unwrap_or_else(|p| p.into_inner());
+        if let Made::Abandoned = *made {
+            drop(made);
+            discard_context(browser, &cdp_id);
+            return Err(PageError::Protocol("the call was cancelled".into()));
+        }
+        *made = Made::Created(cdp_id.clone());
+    }
     browser.targets.add_context(&cdp_id, net);
     let tab = keep_downloads(browser, &cdp_id, timeout)
         .and_then(|()| open_tab(browser, &cdp_id, (width, height), timeout));
-    if tab.is_err() {
-        let _ = browser.control(
-            Target::DisposeBrowserContext {
-                browser_context_id: cdp_id.clone(),
-            },
-            timeout,
-        );
-        browser.targets.remove_context(&cdp_id);
-        remove_downloads(browser, &cdp_id);
-    }
     let (target_id, page) = tab?;
     Ok((cdp_id, target_id, page))
 }
