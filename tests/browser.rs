@@ -360,11 +360,7 @@ fn s21_blocked_schemes_metadata_and_denied_origins_answer_navigation_blocked() {
             "{error}"
         );
     }
-    assert!(
-        denied.received().is_empty(),
-        "the denied origin was contacted: {:?}",
-        denied.received()
-    );
+    denied.assert_untouched("the denied origin was contacted");
     // The page did not move.
     assert_eq!(
         listed_context(&mut server, &session, &context)["url"],
@@ -380,11 +376,7 @@ fn s21_blocked_schemes_metadata_and_denied_origins_answer_navigation_blocked() {
         "NAVIGATION_BLOCKED",
     );
     assert_eq!(error["rule"], "deny-list", "{error}");
-    assert!(
-        denied.received().is_empty(),
-        "the redirect reached the denied site: {:?}",
-        denied.received()
-    );
+    denied.assert_untouched("the redirect reached the denied site");
     assert!(
         !read_text(&mut server, &session, &context).contains(INDEX_TEXT),
         "the context shows the denied page"
@@ -436,11 +428,7 @@ fn s21_allow_list_refuses_other_origins_and_redirects_out_of_it() {
             "the context shows a page outside the allow list after a blocked redirect"
         );
     }
-    assert!(
-        elsewhere.received().is_empty(),
-        "a redirect reached the site outside the allow list: {:?}",
-        elsewhere.received()
-    );
+    elsewhere.assert_untouched("a redirect reached the site outside the allow list");
     assert_eq!(server.close(), Some(0));
 }
 

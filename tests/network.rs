@@ -118,11 +118,7 @@ fn s30_every_way_a_page_reaches_a_denied_origin_is_refused_and_audited() {
         "the allowed cross-site frame never loaded: {:?}",
         other.received()
     );
-    assert!(
-        denied.received().is_empty(),
-        "the denied site was reached: {:?}",
-        denied.received()
-    );
+    denied.assert_untouched("the denied site was reached");
     assert_eq!(server.close(), Some(0));
 }
 
@@ -153,11 +149,7 @@ fn s30_websockets_go_through_the_policy_too() {
         "browser-wait-for",
         json!({"sessionId": session, "contextId": context, "selector": "title", "timeoutMs": 2000}),
     );
-    assert!(
-        denied.received().is_empty(),
-        "the WebSocket reached the denied site: {:?}",
-        denied.received()
-    );
+    denied.assert_untouched("the WebSocket reached the denied site");
     assert_eq!(server.close(), Some(0));
 }
 
@@ -217,11 +209,7 @@ fn s30_a_name_is_checked_by_what_it_resolves_to() {
         "NAVIGATION_BLOCKED",
     );
     assert_eq!(error["rule"], "private-network", "{error}");
-    assert!(
-        site.received().is_empty(),
-        "the private address was reached: {:?}",
-        site.received()
-    );
+    site.assert_untouched("the private address was reached");
     assert_eq!(server.close(), Some(0));
 }
 
@@ -284,7 +272,7 @@ fn s30_redirect_chains_and_metadata_addresses_in_every_form_are_refused() {
             .is_some_and(|e| e.contains("redirected")),
         "{error}"
     );
-    assert!(denied.received().is_empty(), "{:?}", denied.received());
+    denied.assert_untouched("the denied site was reached");
     wait_for_block(&server, &context, &denied.origin(), "deny-list");
 
     for url in [

@@ -133,6 +133,12 @@ impl TestSite {
             .clone()
     }
 
+    /// Fails the test, saying `what`, if this site saw any connection at all.
+    pub fn assert_untouched(&self, what: &str) {
+        let received = self.received();
+        assert!(received.is_empty(), "{what}: {received:?}");
+    }
+
     /// The most recent request for `path`.
     pub fn last_request(&self, path: &str) -> Received {
         self.received()
