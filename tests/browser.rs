@@ -1399,8 +1399,9 @@ fn a_page_that_hangs_itself_can_be_navigated_away_from() {
     assert_eq!(server.close(), Some(0));
 }
 
-/// Issue 16 item 6: a page whose text is larger than a DevTools message may carry is read cut to
-/// `maxChars` inside the page, and its context stays usable and listed as it is.
+/// Issue 16 item 6: a page whose text is larger than the 16 MiB a DevTools WebSocket message could
+/// carry (the channel is a pipe now, which has no such limit) is read cut to `maxChars` inside the
+/// page, and its context stays usable and listed as it is.
 #[test]
 fn a_page_over_the_message_limit_is_read_truncated_and_the_context_stays_usable() {
     require_chromium!(

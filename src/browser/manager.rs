@@ -16,7 +16,7 @@ use super::page::{self, PageError};
 use super::policy::Refusal;
 use super::process::{self, ChromeProcess, LaunchSpec, sandbox_enabled};
 use super::proxy::ContextProxy;
-use super::targets::{self, BlockSink, BlockedRequest, ContextNet, Targets};
+use super::targets::{self, BlockSink, BlockedRequest, CONNECTION, ContextNet, Targets};
 use super::{BrowserConfig, BrowserError, CdpConnection, ContextInfo, Owner, UrlPolicy};
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<UserBrowser>>>>;
@@ -94,7 +94,7 @@ impl<T> Watched<T> {
             let connection = self
                 .blocked
                 .iter()
-                .find(|b| b.kind == "connection" && b.origin == format!("{host}:{port}"))?;
+                .find(|b| b.kind == CONNECTION && b.origin == format!("{host}:{port}"))?;
             Some(connection_refusal(connection))
         })
     }
@@ -472,7 +472,7 @@ impl BrowserManager {
                     // browser reports as a failed load).
                     BrowserError::NavigationFailed(_) => blocked
                         .iter()
-                        .find(|b| b.kind == "connection")
+                        .find(|b| b.kind == CONNECTION)
                         .map(connection_refusal),
                     _ => None,
                 });
@@ -524,22 +524,11 @@ impl BrowserManager {
         if entry.browser.crashed.load(Ordering::SeqCst) {
             return;
         }
-        let result = tokio::task::spawn_blocking(move || {
-            let disposed = entry.browser.control(
-                Target::DisposeBrowserContext {
-                    browser_context_id: entry.cdp_id.clone(),
-                },
-                Duration::from_secs(5),
-            );
-            entry.browser.targets.remove_context(&entry.cdp_id);
-            remove_downloads(&entry.browser, &entry.cdp_id);
-            disposed
-        })
-        .await;
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("disposing a browser context failed: {e}"),
-            Err(e) => tracing::warn!("disposing a browser context failed: {e}"),
+        let result =
+            tokio::task::spawn_blocking(move || discard_context(&entry.browser, &entry.cdp_id))
+                .await;
+        if let Err(e) = result {
+            tracing::warn!("disposing a browser context failed: {e}");
         }
     }
 
@@ -667,14 +656,18 @@ impl Drop for Opening {
     }
 }
 
-/// Disposes of a BrowserContext no entry holds, with its downloads.
+/// Disposes of a BrowserContext (tabs, cookies, storage) and its downloads, and stops watching
+/// its targets.
 fn discard_context(browser: &UserBrowser, cdp_id: &str) {
-    let _ = browser.control(
+    let disposed = browser.control(
         Target::DisposeBrowserContext {
             browser_context_id: cdp_id.to_owned(),
         },
         Duration::from_secs(5),
     );
+    if let Err(e) = disposed {
+        tracing::warn!("disposing a browser context failed: {e}");
+    }
     browser.targets.remove_context(cdp_id);
     remove_downloads(browser, cdp_id);
 }

@@ -39,14 +39,10 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 /// How long a server that keeps its side of a forwarded request open is waited for once the
 /// browser closed its side.
 const HALF_CLOSED_GRACE: Duration = Duration::from_secs(5);
-/// Request headers that concern only the hop to the proxy, or that the proxy rewrites.
-const DROPPED_HEADERS: &[&str] = &[
-    "host",
-    "proxy-connection",
-    "proxy-authorization",
-    "connection",
-    "keep-alive",
-];
+/// Request headers the proxy rewrites or that concern only the hop to it.
+const DROPPED_HEADERS: &[&str] = &["host", "proxy-authorization"];
+/// Headers about the connection itself, replaced by `Connection: close` both ways.
+const HOP_HEADERS: &[&str] = &["connection", "keep-alive", "proxy-connection"];
 
 /// What the proxy asks before it connects anywhere; implemented by the browser manager.
 pub trait Gate: Send + Sync + 'static {
@@ -214,7 +210,7 @@ fn closing_response_head(head: &[u8]) -> Vec<u8> {
     for (n, line) in head.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let name = line.split(|b| *b == b':').next().unwrap_or_default();
-        let hop = ["connection", "keep-alive", "proxy-connection"]
+        let hop = HOP_HEADERS
             .iter()
             .any(|h| h.as_bytes().eq_ignore_ascii_case(name));
         if n == 0 || !hop {
@@ -627,6 +623,7 @@ fn origin_form(head: &Head<'_>, target: &Target, path: &str) -> Vec<u8> {
     for header in &head.headers {
         if !DROPPED_HEADERS
             .iter()
+            .chain(HOP_HEADERS)
             .any(|d| d.eq_ignore_ascii_case(header.name))
         {
             out.extend_from_slice(header.line);

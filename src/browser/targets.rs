@@ -46,6 +46,9 @@ pub struct BlockedRequest {
     pub redirect: bool,
 }
 
+/// The `kind` of a connection the context's proxy refused (not a request DevTools paused).
+pub const CONNECTION: &str = "connection";
+
 /// Told of every refusal: the context's owner and id, and what was refused.
 pub type BlockSink = Arc<dyn Fn(&Owner, &str, &BlockedRequest) + Send + Sync>;
 
@@ -126,7 +129,7 @@ impl super::proxy::Gate for ContextNet {
         self.refused(BlockedRequest {
             origin: format!("{host}:{port}"),
             rule: refusal.rule,
-            kind: "connection".into(),
+            kind: CONNECTION.into(),
             top_level: false,
             redirect: false,
         });
@@ -285,9 +288,10 @@ fn handle(pipe: &Pipe, targets: &Targets, event: Event) {
 fn request_paused(pipe: &Pipe, targets: &Targets, session: &str, params: &Value) {
     let request_id = params["requestId"].as_str().unwrap_or_default();
     let url = params["request"]["url"].as_str().unwrap_or_default();
-    let verdict = match targets.net_of(session) {
-        Some((net, target_id)) => match net.policy.check_request(url) {
-            Ok(()) => Ok(()),
+    // A session we do not know (it is going away, or its tab is refused) lets nothing through.
+    let allowed = targets.net_of(session).is_some_and(|(net, target_id)| {
+        match net.policy.check_request(url) {
+            Ok(()) => true,
             Err(refusal) => {
                 let kind = params["resourceType"]
                     .as_str()
@@ -302,26 +306,22 @@ fn request_paused(pipe: &Pipe, targets: &Targets, session: &str, params: &Value)
                     top_level,
                     redirect: params.get("redirectedRequestId").is_some(),
                 });
-                Err(refusal)
+                false
             }
-        },
-        // A session we do not know (it is going away): refuse, never let through unchecked.
-        None => Err(Refusal {
-            rule: rule::INVALID_URL,
-            reason: String::new(),
-        }),
-    };
-    let _ = match verdict {
-        Ok(()) => pipe.notify(
+        }
+    });
+    let _ = if allowed {
+        pipe.notify(
             Some(session),
             "Fetch.continueRequest",
             json!({"requestId": request_id}),
-        ),
-        Err(_) => pipe.notify(
+        )
+    } else {
+        pipe.notify(
             Some(session),
             "Fetch.failRequest",
             json!({"requestId": request_id, "errorReason": "BlockedByClient"}),
-        ),
+        )
     };
 }
 

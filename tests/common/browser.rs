@@ -1,7 +1,8 @@
 //! What the browser tests need besides the stdio harness: a rule for machines without Chromium, a
 //! tiny HTTP server on 127.0.0.1 that serves the test pages, a look at `/proc` to find the
 //! browsers a server started (and any that outlive it), and a browser-level DevTools call that
-//! asks Chromium itself which BrowserContexts exist.
+//! asks Chromium itself which BrowserContexts exist (through `observed_chromium`, the only way a
+//! test's Chromium has a DevTools port).
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
