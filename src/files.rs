@@ -1,6 +1,7 @@
-//! The server's own files: created readable by their owner only (keys, users, audit log,
-//! password files), and noticed when another process changes them (the users file, the signing
-//! key) by a cheap `stat` compared with the last one seen.
+//! The server's own files: created readable by their owner only (keys, users, tokens, audit log,
+//! password files), replaced atomically, locked against a concurrent writer in another process,
+//! and noticed when another process changes them (the users file, the signing key, the tokens
+//! file) by a cheap `stat` compared with the last one seen.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,6 +36,58 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Replaces `path` with `bytes`, readable by its owner only, atomically: a reader (or a crash)
+/// sees the old content or the new, never a truncated file. The bytes go to `<path>.tmp` first,
+/// so two writers of the same file must hold its [`lock_exclusive`] lock.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable only once the directory is.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// An exclusive lock held on a file until dropped.
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+/// Waits for the exclusive lock on `path` (created 0600 when absent), which serializes the
+/// read-change-write of another file between processes. The lock is advisory: it binds only the
+/// writers that take it. Where the platform has no `flock`, it serializes nothing.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<FileLock> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        loop {
+            // SAFETY: flock only takes a descriptor, which `file` keeps open for the call; the
+            // lock ends when the descriptor is closed with the `FileLock`.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break;
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+    Ok(FileLock { _file: file })
 }
 
 /// Identifies a version of a file.

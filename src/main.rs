@@ -15,7 +15,7 @@ use mcp_sessions::app::{App, Options};
 use mcp_sessions::config::{Config, Paths};
 use mcp_sessions::ops::{
     Cli, Command, GlobalArgs, run_audit_command, run_doctor_command, run_install_command,
-    run_key_command, run_user_command,
+    run_key_command, run_token_command, run_user_command,
 };
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -88,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::User(command) => run_user_command(command, &paths)
             .map(|()| true)
             .map_err(anyhow::Error::from),
+        Command::Token(command) => run_token_command(command, &paths).map(|()| true),
         Command::Key(command) => run_key_command(command, &paths).map(|()| true),
         Command::Audit(command) => run_audit_command(command, &paths),
         Command::Install(args) => run_install_command(args, &global, &paths)

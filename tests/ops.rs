@@ -653,6 +653,10 @@ fn every_command_has_help_with_examples() {
         vec!["user", "list"],
         vec!["user", "passwd"],
         vec!["key", "rotate"],
+        vec!["token"],
+        vec!["token", "create"],
+        vec!["token", "list"],
+        vec!["token", "revoke"],
     ] {
         let mut args = command.clone();
         args.push("--help");
@@ -771,4 +775,168 @@ fn audit_rotation_records_what_it_discards_and_doctor_warns() {
     let (status, found) = doctor_row(&report, "audit history");
     assert_eq!(status, "WARN", "{report}");
     assert!(found.contains("discarded"), "{report}");
+}
+
+/// The audit log's events of kind `event`, parsed.
+fn audit_events(home: &Home, event: &str) -> Vec<Value> {
+    let log = std::fs::read_to_string(home.data().join("audit.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == event)
+        .collect()
+}
+
+fn is_pat(token: &str) -> bool {
+    token.strip_prefix("mcps_").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// `token create` prints the token alone, once; nothing else ever shows it or its hash: not
+/// `token list`, not tokens.json (0600), not the audit log, which records the creation and the
+/// revocation. `audit verify` still holds afterwards.
+#[test]
+fn token_create_list_revoke_keep_the_token_secret_and_audit() {
+    let home = Home::new();
+    let added = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "{}", text(&added.stderr));
+
+    let created = home.run(&["token", "create", "alice", "--name", "laptop"], "");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let stdout = text(&created.stdout);
+    let token = stdout.trim_end();
+    assert!(is_pat(token), "{stdout:?}");
+    assert_eq!(stdout, format!("{token}\n"), "the token alone on stdout");
+    let said = text(&created.stderr);
+    assert!(
+        said.contains("Authorization: Bearer") && said.contains("once"),
+        "{said}"
+    );
+    assert!(!said.contains(token), "the token on stderr: {said}");
+
+    let listed = home.run(&["token", "list"], "");
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let listed = text(&listed.stdout);
+    let row = listed
+        .lines()
+        .find(|l| l.contains("laptop"))
+        .unwrap_or_else(|| panic!("no laptop row:\n{listed}"));
+    assert!(row.contains("alice") && row.contains("never"), "{row}");
+    let id = row.split_whitespace().next().expect("id").to_owned();
+    assert_eq!(id.len(), 32, "{row}");
+    assert!(!listed.contains(&token[5..]), "the token in the list");
+
+    let tokens_file = home.data().join("tokens.json");
+    let stored = std::fs::read_to_string(&tokens_file).expect("tokens.json");
+    assert!(!stored.contains(&token[5..]), "the token in tokens.json");
+    assert!(stored.contains(&id));
+    let hash = read_json(&tokens_file)["tokens"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    assert!(!listed.contains(&hash), "the hash in the list");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&tokens_file)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let creations = audit_events(&home, "token.create");
+    assert_eq!(creations.len(), 1, "{creations:?}");
+    assert_eq!(creations[0]["username"], "alice");
+    assert_eq!(creations[0]["detail"]["tokenId"], id.as_str());
+    assert_eq!(creations[0]["detail"]["name"], "laptop");
+
+    // A second `laptop` for alice is refused and changes nothing.
+    let again = home.run(&["token", "create", "alice", "--name", "laptop"], "");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("already has a token named `laptop`"));
+    assert!(again.stdout.is_empty());
+
+    let revoked = home.run(&["token", "revoke", "--user", "alice", "laptop"], "");
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert!(text(&revoked.stdout).contains(&id));
+    let listed = text(&home.run(&["token", "list"], "").stdout);
+    assert!(!listed.contains(&id), "{listed}");
+    let revocations = audit_events(&home, "token.revoke");
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
+    assert_eq!(revocations[0]["detail"]["tokenId"], id.as_str());
+
+    let unknown = home.run(&["token", "revoke", &id], "");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("no token has the id"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let log = std::fs::read_to_string(home.data().join("audit.log")).expect("audit.log");
+    assert!(!log.contains(&token[5..]), "the token in the audit log");
+    assert!(!log.contains(&hash), "the hash in the audit log");
+    let verified = home.run(&["audit", "verify"], "");
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+}
+
+/// `token create` for a user users.toml does not hold, or with a lifetime of 0 or past ten
+/// years, says why, exits 1 and issues nothing.
+#[test]
+fn token_create_refuses_unknown_users_and_bad_lifetimes() {
+    let home = Home::new();
+    let refused = home.run(&["token", "create", "bob"], "");
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("no user `bob`") && said.contains("user add"),
+        "{said}"
+    );
+    assert!(refused.stdout.is_empty());
+
+    let added = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    for (ttl, expected) in [("0", "at least 1 second"), ("315360001", "at most")] {
+        let refused = home.run(&["token", "create", "alice", "--ttl", ttl], "");
+        assert_eq!(refused.status.code(), Some(1), "--ttl {ttl}");
+        let said = text(&refused.stderr);
+        assert!(said.contains(expected), "--ttl {ttl}: {said}");
+        assert!(refused.stdout.is_empty());
+    }
+    assert!(
+        !home.data().join("tokens.json").exists(),
+        "a file was written"
+    );
+    assert!(audit_events(&home, "token.create").is_empty());
+
+    let created = home.run(&["token", "create", "alice", "--ttl", "3600"], "");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let listed = text(&home.run(&["token", "list", "--user", "alice"], "").stdout);
+    assert!(!listed.contains("never"), "{listed}");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}
+
+/// `user remove` revokes the user's tokens with it.
+#[test]
+fn user_remove_revokes_the_users_tokens() {
+    let home = Home::new();
+    for user in ["alice", "bob"] {
+        let added = home.run(&["user", "add", user], &format!("{PASSWORD}\n"));
+        assert!(added.status.success(), "{}", text(&added.stderr));
+        let created = home.run(&["token", "create", user], "");
+        assert!(created.status.success(), "{}", text(&created.stderr));
+    }
+    let removed = home.run(&["user", "remove", "alice"], "");
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(
+        text(&removed.stdout).contains("revoked their 1"),
+        "{}",
+        text(&removed.stdout)
+    );
+    let listed = text(&home.run(&["token", "list"], "").stdout);
+    assert!(
+        !listed.contains("alice") && listed.contains("bob"),
+        "{listed}"
+    );
 }

@@ -1,7 +1,8 @@
 //! Who a caller is and what they may do: users and their argon2id passwords, JWTs and their keys,
-//! roles and permissions, login throttling, sealing of stored tokens, and the secret types that
-//! keep all of these out of logs.
+//! personal access tokens, roles and permissions, login throttling, sealing of stored tokens, and
+//! the secret types that keep all of these out of logs.
 
+pub mod pats;
 pub mod rbac;
 pub mod seal;
 pub mod secret;

@@ -52,7 +52,7 @@ pub enum ConfigError {
 pub struct Paths {
     /// `config.toml` and `users.toml`.
     pub config_dir: PathBuf,
-    /// `audit.log` and `jwt.key`.
+    /// `audit.log`, `jwt.key`, `tokens.json` and the other keys.
     pub data_dir: PathBuf,
 }
 
@@ -103,6 +103,17 @@ impl Paths {
     /// that rotating that one leaves old logs verifiable.
     pub fn audit_key_file(&self) -> PathBuf {
         self.data_dir.join("audit.key")
+    }
+
+    /// The personal access tokens (their keyed hashes, never the tokens).
+    pub fn tokens_file(&self) -> PathBuf {
+        self.data_dir.join("tokens.json")
+    }
+
+    /// Keys the hashes in `tokens.json`; its own key, so that rotating the signing key leaves
+    /// the tokens valid.
+    pub fn pat_key_file(&self) -> PathBuf {
+        self.data_dir.join("pat.key")
     }
 }
 

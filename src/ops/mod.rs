@@ -1,5 +1,5 @@
 //! Command-line interface: serving (the default) and the operator commands, one file each (`user`,
-//! `key`, `audit`, `install`, `doctor`). Raw flags are parsed once here into the objects the rest of
+//! `token`, `key`, `audit`, `install`, `doctor`). Raw flags are parsed once here into the objects the rest of
 //! the crate takes. The operator commands are the only code that writes to stdout besides the MCP
 //! transport, and only when not serving.
 
@@ -7,6 +7,7 @@ mod audit;
 pub mod doctor;
 pub mod install;
 mod key;
+mod token;
 mod user;
 
 use std::io::{BufRead, IsTerminal};
@@ -21,6 +22,7 @@ pub use audit::{AuditCommand, run_audit_command};
 pub use doctor::run_doctor_command;
 pub use install::{InstallArgs, run_install_command};
 pub use key::{KeyCommand, run_key_command};
+pub use token::{TokenCommand, run_token_command};
 pub use user::{UserCommand, run_user_command};
 
 #[derive(Debug, Parser)]
@@ -31,6 +33,7 @@ pub use user::{UserCommand, run_user_command};
     after_help = "Examples:\n  \
                   mcp-sessions --demo                          serve over stdio with the demo users\n  \
                   mcp-sessions user add alice --role user      add a user (password prompted or read from stdin)\n  \
+                  mcp-sessions token create alice --name ci    issue a personal access token (HTTP mode)\n  \
                   mcp-sessions install claude-desktop --user alice\n                                               register with a host, logged in as alice\n  \
                   mcp-sessions doctor                          check keys, audit log, users and Chromium\n  \
                   mcp-sessions audit tail -n 50 --follow       watch the audit log\n  \
@@ -80,6 +83,13 @@ pub enum Command {
                       mcp-sessions user list\n  mcp-sessions user disable alice"
     )]
     User(UserCommand),
+    /// Manage the personal access tokens that HTTP clients send as `Authorization: Bearer`.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mcp-sessions token create alice --name laptop --ttl 2592000\n  \
+                      mcp-sessions token list --user alice\n  mcp-sessions token revoke --user alice laptop"
+    )]
+    Token(TokenCommand),
     /// Work with the audit log.
     #[command(
         subcommand,

@@ -27,7 +27,7 @@ pub enum UserCommand {
     /// List users (never their hashes).
     #[command(after_help = "Example:\n  mcp-sessions user list")]
     List,
-    /// Remove a user; their sessions end at their next use.
+    /// Remove a user; their sessions end at their next use, their personal access tokens at once.
     #[command(after_help = "Example:\n  mcp-sessions user remove alice")]
     Remove { username: String },
     /// Change a user's password; their sessions end at once.
@@ -107,12 +107,25 @@ pub fn run_user_command(command: UserCommand, paths: &Paths) -> Result<(), UserE
             return Ok(());
         }
         UserCommand::Remove { username } => {
-            let before = file.users.len();
-            file.users.retain(|u| u.username != username);
-            if file.users.len() == before {
+            let Some(user) = file.users.iter().find(|u| u.username == username) else {
                 return Err(UserError::NotFound(username));
+            };
+            // Tokens first: should this fail, the user stays, rather than tokens without a user.
+            let revoked = super::token::revoke_user_tokens(paths, &user.id).map_err(|e| {
+                UserError::Policy(format!(
+                    "cannot revoke the personal access tokens of {username}, so it stays: {e:#}"
+                ))
+            })?;
+            file.users.retain(|u| u.username != username);
+            if revoked == 0 {
+                writeln!(out, "removed {username}").map_err(write)?;
+            } else {
+                writeln!(
+                    out,
+                    "removed {username} and revoked their {revoked} personal access token(s)"
+                )
+                .map_err(write)?;
             }
-            writeln!(out, "removed {username}").map_err(write)?;
         }
         UserCommand::Passwd { username } => {
             file.find_mut(&username)?;
