@@ -55,29 +55,36 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An exclusive lock held on a file until dropped.
+/// An exclusive lock on an open file, released when dropped.
 pub struct FileLock {
-    _file: std::fs::File,
+    /// A descriptor of its own on the locked file: `flock` locks belong to the open file, which
+    /// this one shares, so the lock outlives no borrow of the caller's handle.
+    file: std::fs::File,
 }
 
-/// Waits for the exclusive lock on `path` (created 0600 when absent), which serializes the
-/// read-change-write of another file between processes. The lock is advisory: it binds only the
-/// writers that take it. Where the platform has no `flock`, it serializes nothing.
-pub fn lock_exclusive(path: &Path) -> std::io::Result<FileLock> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock only takes a descriptor, which `self.file` keeps open for the call.
+            unsafe {
+                libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+            }
+        }
     }
-    let file = options.open(path)?;
+}
+
+/// Waits for the exclusive lock on the open `file`, which serializes writers in different
+/// processes (an operator command and a running server). The lock is advisory: it binds only the
+/// writers that take it. Where the platform has no `flock`, it serializes nothing.
+pub fn lock_open(file: &std::fs::File) -> std::io::Result<FileLock> {
+    let file = file.try_clone()?;
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
         loop {
-            // SAFETY: flock only takes a descriptor, which `file` keeps open for the call; the
-            // lock ends when the descriptor is closed with the `FileLock`.
+            // SAFETY: flock only takes a descriptor, which `file` keeps open for the call.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
                 break;
             }
@@ -87,7 +94,20 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<FileLock> {
             }
         }
     }
-    Ok(FileLock { _file: file })
+    Ok(FileLock { file })
+}
+
+/// Waits for the exclusive lock on `path` (created 0600 when absent): a lock file that
+/// serializes the read-change-write of another file between processes (see [`lock_open`]).
+pub fn lock_exclusive(path: &Path) -> std::io::Result<FileLock> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    lock_open(&options.open(path)?)
 }
 
 /// Identifies a version of a file.

@@ -940,3 +940,29 @@ fn user_remove_revokes_the_users_tokens() {
         "{listed}"
     );
 }
+
+/// An operator command audits into the file a running server appends to: both chain onto the
+/// file's real last line, so `audit verify` holds whichever wrote last.
+#[test]
+fn token_commands_and_a_running_server_share_one_audit_chain() {
+    let home = Home::new();
+    let added = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let mut server = Server::start(Setup::demo().dirs(&home.data(), &home.config()));
+    server.login("demo", "demo123!");
+    let created = home.run(&["token", "create", "alice"], "");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    server.login("demo", "demo123!");
+    let revoked = home.run(&["token", "revoke", "--user", "alice", "--", "unknown"], "");
+    assert_eq!(revoked.status.code(), Some(1));
+    server.close();
+
+    assert_eq!(audit_events(&home, "token.create").len(), 1);
+    let verified = home.run(&["audit", "verify"], "");
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+}

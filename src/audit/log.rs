@@ -180,12 +180,28 @@ impl AuditLog {
         }
     }
 
+    /// Writes one line, chained onto the file's real last line: another process (an operator
+    /// command, a second server) may have appended since this one last wrote. The file lock
+    /// keeps the look at the last line and the append together.
     fn write_line(
         &self,
         writer: &mut Writer,
         event: &AuditEvent,
         genesis: Option<String>,
     ) -> Result<(), AuditError> {
+        let _lock = crate::files::lock_open(&writer.file).map_err(AuditError::Write)?;
+        let len = writer.file.metadata().map_err(AuditError::Write)?.len();
+        if len != writer.size {
+            let last = last_line(&mut writer.file);
+            if let Some((seq, mac)) = last
+                .as_deref()
+                .and_then(|l| Some((line_seq(l)?, line_mac_field(l)?)))
+            {
+                writer.next_seq = seq + 1;
+                writer.prev = mac;
+            }
+            writer.size = len;
+        }
         let line = AuditLine {
             ts: crate::clock::rfc3339(crate::clock::now_ms()),
             seq: writer.next_seq,
@@ -359,6 +375,30 @@ mod tests {
                 0o600
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn writers_in_two_processes_keep_one_chain() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let key = SecretBytes::new(vec![5u8; 32]);
+        // Two handles stand for two processes: neither sees the other's writes in memory.
+        let server = AuditLog::open(&path, &key, 0)?;
+        let operator = AuditLog::open(&path, &key, 0)?;
+        for round in 0..3 {
+            server.record(AuditEvent::new("login.success", "success", &[nist::IA_2]))?;
+            operator.record(AuditEvent::new("token.create", "success", &[nist::IA_5]))?;
+            if round == 1 {
+                operator.record(AuditEvent::new("token.revoke", "success", &[nist::IA_5]))?;
+            }
+        }
+        assert_eq!(verify(&path, &key)?, Verdict::Intact { lines: 8 });
+        let seqs: Vec<u64> = std::fs::read_to_string(&path)?
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
         Ok(())
     }
 }
