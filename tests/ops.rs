@@ -503,6 +503,7 @@ fn doctor_passes_the_key_and_audit_checks_after_a_first_run() {
         "data directory",
         "jwt.key",
         "audit.key",
+        "tokens.json",
         "audit log writable",
         "audit chain",
         "audit history",
@@ -964,5 +965,57 @@ fn token_commands_and_a_running_server_share_one_audit_chain() {
         "{}{}",
         text(&verified.stdout),
         text(&verified.stderr)
+    );
+}
+
+/// `doctor` fails a tokens.json others can read, or one that does not parse.
+#[test]
+fn doctor_checks_the_tokens_file() {
+    let home = Home::new();
+    let added = home.run(&["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let created = home.run(&["token", "create", "alice"], "");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let token = text(&created.stdout).trim_end().to_owned();
+    let report = text(&home.run(&["doctor"], "").stdout);
+    assert_eq!(doctor_row(&report, "tokens.json").0, "OK", "{report}");
+    assert!(
+        doctor_row(&report, "tokens.json").1.contains("1 tokens"),
+        "{report}"
+    );
+    assert_eq!(doctor_row(&report, "pat.key").0, "OK", "{report}");
+    assert!(!report.contains(&token[5..]), "the token in the report");
+
+    let file = home.data().join("tokens.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let output = home.run(&["doctor"], "");
+        let report = text(&output.stdout);
+        assert!(!output.status.success());
+        assert_eq!(doctor_row(&report, "tokens.json").0, "FAIL", "{report}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let stored = std::fs::read_to_string(&file).expect("tokens.json");
+    let hash = read_json(&file)["tokens"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    std::fs::write(
+        &file,
+        stored.replace("\"version\": 1", "\"version\": \"1\""),
+    )
+    .expect("write");
+    let output = home.run(&["doctor"], "");
+    let report = text(&output.stdout);
+    assert_eq!(doctor_row(&report, "tokens.json").0, "FAIL", "{report}");
+    assert!(!report.contains(&hash), "the hash in the report");
+    let listed = home.run(&["token", "list"], "");
+    assert_eq!(listed.status.code(), Some(1));
+    assert!(
+        text(&listed.stderr).contains("tokens.json"),
+        "{}",
+        text(&listed.stderr)
     );
 }

@@ -143,6 +143,10 @@ pub fn run(paths: &Paths, settings: &[String]) -> Report {
     ));
     checks.push(check_jwt_key(paths));
     checks.push(check_key_file("audit.key", &paths.audit_key_file()));
+    checks.push(check_tokens_file(&paths.tokens_file()));
+    if paths.tokens_file().exists() || paths.pat_key_file().exists() {
+        checks.push(check_key_file("pat.key", &paths.pat_key_file()));
+    }
     checks.push(check_audit_writable(&paths.audit_file()));
     checks.push(check_audit_chain(paths));
     checks.push(check_audit_history(&paths.audit_file()));
@@ -331,6 +335,47 @@ fn check_key_file(what: &'static str, file: &Path) -> Check {
             format!("{}: {e}", file.display()),
             "check the file's ownership",
         ),
+    }
+}
+
+/// tokens.json holds keyed hashes, not tokens, but others must not read them nor the names.
+fn check_tokens_file(file: &Path) -> Check {
+    let what = "tokens.json";
+    match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::ok(
+            what,
+            format!("{} absent (no personal access tokens)", file.display()),
+        ),
+        Err(e) => Check::fail(
+            what,
+            format!("{}: {e}", file.display()),
+            "check the file's ownership",
+        ),
+        Ok(meta) if !meta.is_file() => Check::fail(
+            what,
+            format!("{} is not a regular file", file.display()),
+            "move it away (every personal access token is refused until then)",
+        ),
+        Ok(meta) if foreign_mode_bits(&meta) != 0 => Check::fail(
+            what,
+            format!(
+                "{} has mode {}: other users can read the token hashes",
+                file.display(),
+                mode_text(&meta)
+            ),
+            format!("chmod 600 {}", file.display()),
+        ),
+        Ok(_) => match crate::auth::pats::count_in(file) {
+            Ok(count) => Check::ok(
+                what,
+                format!("{} ({count} tokens, owner only)", file.display()),
+            ),
+            Err(e) => Check::fail(
+                what,
+                e.to_string(),
+                "restore a copy or repair it by hand; every personal access token is refused until then",
+            ),
+        },
     }
 }
 
