@@ -5,8 +5,8 @@
 //! this list, never up), and no two modules import each other; sessions and browser never call
 //! each other: the composition root wires a session's end to closing its contexts.
 //!
-//! - `ops` — the operator commands (`user`, `key`, `audit`, `install`, `doctor`). Uses `app` (only
-//!   to check a configuration as start-up would) and the parts below it.
+//! - `ops` — the operator commands (`user`, `token`, `key`, `audit`, `install`, `doctor`). Uses
+//!   `app` (only to check a configuration as start-up would) and the parts below it.
 //! - `app` — the composition root: builds every part from the configuration, wires them, runs
 //!   the sweeper and shuts down in order. Uses everything below.
 //! - `transport` — how MCP messages reach the tools: the stdio line transport and its read-ahead
@@ -19,12 +19,12 @@
 //!   policy. Uses `auth` (random ids), `config`.
 //! - `audit` — the append-only, MAC-chained audit log, its verification and `audit tail`. Uses
 //!   `auth` (key types), `files`.
-//! - `auth` — users and passwords, JWTs and keys, roles, login throttling, sealing, secret types.
-//!   Uses `files`, `clock`.
+//! - `auth` — users and passwords, JWTs and keys, personal access tokens, roles, login throttling,
+//!   sealing, secret types. Uses `files`, `clock`.
 //! - `config` — `config.toml`, environment and flags parsed into a validated `Config`; where the
 //!   files live. Uses nothing of ours.
-//! - `files`, `clock` — private files and change watching; wall-clock time and RFC 3339. Any
-//!   module above may use them.
+//! - `files`, `clock` — private files, atomic replacement, locks and change watching; wall-clock
+//!   time and RFC 3339. Any module above may use them.
 #![deny(
     clippy::print_stdout,
     clippy::unwrap_used,
