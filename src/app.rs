@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditEvent, AuditLog, nist};
+use crate::auth::pats::PatStore;
 use crate::auth::rbac::RoleTable;
 use crate::auth::secret::SecretString;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
@@ -25,6 +26,7 @@ use crate::files::FileWatch;
 use crate::server::{Bootstrap, McpSessions, ServerState};
 use crate::sessions::{EndReason, EndedSession, Handles, SessionLimits, SessionStore};
 use crate::transport::LineTransport;
+use crate::transport::http::{HttpOptions, Tls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -47,12 +49,21 @@ pub enum StartError {
     BootstrapPassword,
     #[error("the operating system's random generator failed")]
     Random,
+    #[error(transparent)]
+    Pats(#[from] crate::auth::pats::PatError),
+    #[error(transparent)]
+    Listen(#[from] crate::transport::http::ListenError),
+    #[error("invalid configuration key `{key}`: {reason}")]
+    Http { key: &'static str, reason: String },
 }
 
 /// The rules of the configuration that belong to the parts it configures: permission names
 /// (the role table) and origin patterns (the browser's URL policy). Start-up and `doctor` check
 /// them here, with the same error as the rest of the configuration.
-pub fn configured_rules(config: &Config) -> Result<(RoleTable, UrlPolicy), ConfigError> {
+pub fn configured_rules(
+    config: &Config,
+    over_http: bool,
+) -> Result<(RoleTable, UrlPolicy), ConfigError> {
     let roles = RoleTable::from_config(&config.roles).map_err(|reason| ConfigError::Invalid {
         key: "roles",
         reason,
@@ -60,8 +71,9 @@ pub fn configured_rules(config: &Config) -> Result<(RoleTable, UrlPolicy), Confi
     let policy = UrlPolicy::new(
         &config.browser.allow_origins,
         &config.browser.deny_origins,
-        // Over stdio the browser belongs to one desktop host, whose own dev servers it may open.
-        config.browser.allow_private_networks.unwrap_or(true),
+        // Over stdio the browser belongs to one desktop host, whose own dev servers it may open;
+        // over HTTP it serves many users on a shared host, whose neighbours it must not reach.
+        config.browser.allow_private_networks.unwrap_or(!over_http),
     )
     .map_err(|reason| ConfigError::Invalid {
         key: "browser.allow_origins",
@@ -93,11 +105,21 @@ fn audit_blocks(audit: AuditLog) -> BlockSink {
     )
 }
 
+/// Which transport the server speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One host over stdin/stdout (the default).
+    Stdio,
+    /// Streamable HTTP on `listen` (the `--http` flag's address, else `http.listen`).
+    Http { listen: Option<String> },
+}
+
 /// What the server is started with.
 pub struct Options {
     pub paths: Paths,
     pub config: Config,
     pub demo: bool,
+    pub mode: Mode,
     pub bootstrap: Option<(String, SecretString)>,
     pub jwt_secret: Option<String>,
     /// A key that signed tokens before a rotation, accepted for `jwt_key_grace` seconds.
@@ -106,7 +128,12 @@ pub struct Options {
 
 impl Options {
     /// Reads the environment's bootstrap credentials and signing secret.
-    pub fn from_env(paths: Paths, config: Config, demo: bool) -> Result<Self, StartError> {
+    pub fn from_env(
+        paths: Paths,
+        config: Config,
+        demo: bool,
+        mode: Mode,
+    ) -> Result<Self, StartError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let bootstrap = match var("MCP_SESSIONS_USER") {
             None => None,
@@ -131,6 +158,7 @@ impl Options {
             paths,
             config,
             demo,
+            mode,
             bootstrap,
             jwt_secret: var("MCP_SESSIONS_JWT_SECRET"),
             jwt_previous_secret: var("MCP_SESSIONS_JWT_PREVIOUS_SECRET"),
@@ -147,10 +175,50 @@ impl Drop for TaskGuard {
     }
 }
 
+/// Where and how the HTTP mode listens, settled at start.
+struct HttpPlan {
+    listen: std::net::SocketAddr,
+    resource: String,
+    tls: Option<Tls>,
+}
+
+/// Settles the HTTP mode's address, URL and TLS; refuses a listener off loopback that has
+/// neither TLS nor a proxy in front (tokens would cross the network in the clear).
+fn plan_http(config: &Config, listen: Option<&str>) -> Result<HttpPlan, StartError> {
+    let http = &config.http;
+    let invalid = |key, reason| StartError::Http { key, reason };
+    let listen = http
+        .listen_address(listen)
+        .map_err(|reason| invalid("http.listen", reason))?;
+    let tls = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+        _ => None,
+    };
+    if !listen.ip().is_loopback() && tls.is_none() && !http.behind_proxy {
+        return Err(invalid(
+            "http.listen",
+            format!(
+                "{listen} is reachable from other machines, and bearer tokens must not cross a network in the clear: set http.tls_cert and http.tls_key, or http.behind_proxy = true with http.trusted_proxies when a TLS proxy is in front, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    if http.behind_proxy && http.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "http.behind_proxy is set but http.trusted_proxies is empty: X-Forwarded-For is ignored and every request is accounted to the proxy's address"
+        );
+    }
+    Ok(HttpPlan {
+        resource: http.resource_url(listen),
+        listen,
+        tls,
+    })
+}
+
 /// A started server.
 pub struct App {
     pub state: Arc<ServerState>,
     ended: Option<UnboundedReceiver<EndedSession>>,
+    http: Option<HttpPlan>,
 }
 
 impl App {
@@ -160,27 +228,40 @@ impl App {
             paths,
             config,
             demo,
+            mode,
             bootstrap,
             jwt_secret,
             jwt_previous_secret,
         } = options;
+        let http = match &mode {
+            Mode::Stdio => None,
+            Mode::Http { listen } => Some(plan_http(&config, listen.as_deref())?),
+        };
         if demo {
             tracing::warn!(
                 "demo users are enabled (admin/admin123!, demo/demo123!, viewer/viewer123!): never use --demo outside a trial"
             );
         }
-        let (roles, policy) = configured_rules(&config)?;
+        let (roles, policy) = configured_rules(&config, http.is_some())?;
         let users = UserStore::open(paths.users_file(), demo)?;
         let key_from_file = jwt_secret.is_none();
         let key = load_signing_key(jwt_secret, &paths.key_file())?;
         let audit_key = load_signing_key(None, &paths.audit_key_file())?;
         let audit = AuditLog::open(&paths.audit_file(), &audit_key, config.audit_max_bytes)?;
+        // Over HTTP the tokens this server issues and accepts are for its public URL (RFC 8707).
+        let audience = http
+            .as_ref()
+            .map_or(config.jwt_audience.as_str(), |plan| plan.resource.as_str());
         let tokens = Arc::new(TokenService::new(
             key,
             &config.jwt_issuer,
-            &config.jwt_audience,
+            audience,
             config.jwt_leeway,
         ));
+        let pats = PatStore::open(
+            paths.tokens_file(),
+            load_signing_key(None, &paths.pat_key_file())?,
+        )?;
         if let Some(previous) = jwt_previous_secret {
             let until = crate::clock::now_ms() / 1000 + config.jwt_key_grace;
             tokens.accept_previous(load_signing_key(Some(previous), &paths.key_file())?, until);
@@ -231,9 +312,59 @@ impl App {
                 bootstrap,
                 browser,
                 key_watch,
+                pats,
+                bearer_sessions: std::sync::Mutex::new(std::collections::HashMap::new()),
+                over_http: http.is_some(),
             }),
             ended: Some(ended_rx),
+            http,
         })
+    }
+
+    /// Records the start and starts the background work; the handler every request shares.
+    fn begin(
+        &mut self,
+        transport: &'static str,
+    ) -> Result<(McpSessions, Option<TaskGuard>), StartError> {
+        let state = self.state.clone();
+        let handler = McpSessions::new(state.clone());
+        state.audit.record(
+            AuditEvent::new("server.start", "success", &[nist::AU_3]).detail(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "transport": transport,
+            })),
+        )?;
+        let background = self
+            .ended
+            .take()
+            .map(|ended| TaskGuard(tokio::spawn(background(state.clone(), ended))));
+        Ok((handler, background))
+    }
+
+    /// Serves Streamable HTTP until SIGTERM or SIGINT, then stops accepting, lets calls in flight
+    /// finish, ends every transport session and shuts down cleanly.
+    pub async fn run_http(mut self) -> Result<(), StartError> {
+        let Some(plan) = self.http.take() else {
+            return Err(StartError::Http {
+                key: "http.listen",
+                reason: "the server was not started in HTTP mode".into(),
+            });
+        };
+        let (handler, _background) = self.begin("http")?;
+        let served = crate::transport::http::serve(
+            handler,
+            self.state.clone(),
+            HttpOptions {
+                listen: plan.listen,
+                resource: plan.resource,
+                tls: plan.tls,
+            },
+            stop_signal(),
+        )
+        .await;
+        self.shutdown();
+        served.map_err(StartError::from)
     }
 
     /// Serves MCP over `read`/`write` until the peer closes, then shuts down cleanly.
@@ -243,17 +374,7 @@ impl App {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let state = self.state.clone();
-        let handler = McpSessions::new(state.clone());
-        state.audit.record(
-            AuditEvent::new("server.start", "success", &[nist::AU_3]).detail(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "pid": std::process::id(),
-            })),
-        )?;
-        let _background = self
-            .ended
-            .take()
-            .map(|ended| TaskGuard(tokio::spawn(background(state.clone(), ended))));
+        let (handler, _background) = self.begin("stdio")?;
         handler.start_bootstrap().await;
         let transport = LineTransport::new(read, write, state.config.max_request_bytes);
         match handler.serve(transport).await {
@@ -287,6 +408,26 @@ impl App {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::warn!("stopping: finishing calls in flight");
+}
+
 /// Sweeps expired sessions on a timer and audits every session that ended by itself.
 async fn background(state: Arc<ServerState>, mut ended: UnboundedReceiver<EndedSession>) {
     let period = Duration::from_secs(state.config.sweep_interval);
@@ -304,6 +445,15 @@ async fn background(state: Arc<ServerState>, mut ended: UnboundedReceiver<EndedS
                 state.throttle.prune(now);
                 state.audit.flush_repeats(now, false);
                 state.browser.stop_idle(now);
+                for (owner, context) in state.browser.close_idle(now).await {
+                    state.audit.record_or_log(
+                        AuditEvent::new("context.close", "success", &[nist::AC_12, nist::AU_3])
+                            .user(&owner.user_id, &owner.username)
+                            .session(&owner.session)
+                            .detail(json!({"contextId": context.context_id, "reason": "idle"})),
+                    );
+                }
+                state.forget_ended_bearer_sessions(now);
                 release_free_memory();
             }
             _ = users_ticker.tick() => {

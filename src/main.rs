@@ -11,11 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_sessions::app::{App, Options};
+use mcp_sessions::app::{App, Mode, Options};
 use mcp_sessions::config::{Config, Paths};
 use mcp_sessions::ops::{
-    Cli, Command, GlobalArgs, run_audit_command, run_doctor_command, run_install_command,
-    run_key_command, run_token_command, run_user_command,
+    Cli, Command, GlobalArgs, ServeArgs, run_audit_command, run_doctor_command,
+    run_install_command, run_key_command, run_token_command, run_user_command,
 };
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -56,19 +56,29 @@ fn keep_large_allocations_mapped() {
     }
 }
 
-fn serve(global: GlobalArgs) -> anyhow::Result<()> {
+fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     keep_large_allocations_mapped();
     let paths = Paths::resolve(global.config_dir, global.data_dir)?;
     let config = Config::load(&paths, &global.set)?;
-    let options = Options::from_env(paths, config, global.demo)?;
+    let mode = match args.http {
+        None => Mode::Stdio,
+        Some(listen) => Mode::Http {
+            listen: Some(listen).filter(|l| !l.is_empty()),
+        },
+    };
+    let options = Options::from_env(paths, config, global.demo, mode.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let app = App::start(options)?;
-        let (read, write) = rmcp::transport::stdio_pipes();
-        app.run(read, write).await
+        if mode == Mode::Stdio {
+            let (read, write) = rmcp::transport::stdio_pipes();
+            app.run(read, write).await
+        } else {
+            app.run_http().await
+        }
     })?;
     // Background blocking work (a password check in flight) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -79,12 +89,13 @@ fn serve(global: GlobalArgs) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let Cli { global, command } = cli;
     let command = match command {
-        None | Some(Command::Serve) => return serve(global).map(|()| true),
+        None => return serve(global, ServeArgs::default()).map(|()| true),
+        Some(Command::Serve(args)) => return serve(global, args).map(|()| true),
         Some(command) => command,
     };
     let paths = Paths::resolve(global.config_dir.clone(), global.data_dir.clone())?;
     match command {
-        Command::Serve => serve(global).map(|()| true),
+        Command::Serve(args) => serve(global, args).map(|()| true),
         Command::User(command) => run_user_command(command, &paths)
             .map(|()| true)
             .map_err(anyhow::Error::from),

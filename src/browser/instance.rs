@@ -88,6 +88,8 @@ pub(super) struct ContextEntry {
     /// (cancelled) or its time is up.
     pub(super) page: Arc<tokio::sync::Mutex<CdpConnection>>,
     pub(super) created_ms: u64,
+    /// When a call last used it; an unused context closes after `context_idle_timeout`.
+    pub(super) last_used_ms: std::sync::atomic::AtomicU64,
 }
 
 impl ContextEntry {

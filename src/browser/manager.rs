@@ -370,6 +370,7 @@ impl BrowserManager {
             _proxy: proxy,
             page: Arc::new(tokio::sync::Mutex::new(page)),
             created_ms: crate::clock::now_ms(),
+            last_used_ms: AtomicU64::new(crate::clock::now_ms()),
         });
         let info = entry.info(false);
         self.contexts().insert(id, entry);
@@ -442,6 +443,9 @@ impl BrowserManager {
         if entry.browser.crashed.load(Ordering::SeqCst) {
             return Err(BrowserError::Crashed);
         }
+        entry
+            .last_used_ms
+            .store(crate::clock::now_ms(), Ordering::SeqCst);
         // A bounded queue: a flood of calls is refused, not held (each waiting call is memory
         // and, once its turn comes, a blocking thread).
         let _place = self.enqueue(&entry)?;
@@ -534,18 +538,45 @@ impl BrowserManager {
 
     /// Closes every context of a session (it ended). Returns what was closed.
     pub async fn close_session(&self, session: &str) -> Vec<ContextInfo> {
+        self.close_matching(|c| c.owner.session == session)
+            .await
+            .into_iter()
+            .map(|(_, info)| info)
+            .collect()
+    }
+
+    /// Closes the contexts opened through an HTTP transport session that ended.
+    pub async fn close_transport(&self, transport: &str) -> Vec<(Owner, ContextInfo)> {
+        self.close_matching(|c| c.owner.transport.as_deref() == Some(transport))
+            .await
+    }
+
+    /// Closes the contexts no call has used for `context_idle_timeout` seconds.
+    pub async fn close_idle(&self, now_ms: u64) -> Vec<(Owner, ContextInfo)> {
+        let idle_ms = self.shared.config.context_idle_timeout.saturating_mul(1000);
+        self.close_matching(|c| {
+            now_ms.saturating_sub(c.last_used_ms.load(Ordering::SeqCst)) >= idle_ms
+        })
+        .await
+    }
+
+    /// Removes the contexts `which` picks, then disposes of each. Returns what was closed.
+    async fn close_matching(
+        &self,
+        which: impl Fn(&ContextEntry) -> bool,
+    ) -> Vec<(Owner, ContextInfo)> {
         let entries: Vec<Arc<ContextEntry>> = {
             let mut contexts = self.contexts();
             let ids: Vec<String> = contexts
                 .values()
-                .filter(|c| c.owner.session == session)
+                .filter(|c| which(c))
                 .map(|c| c.id.clone())
                 .collect();
             ids.iter().filter_map(|id| contexts.remove(id)).collect()
         };
         let mut closed = Vec::with_capacity(entries.len());
         for entry in entries {
-            closed.push(entry.info(false));
+            closed.push((entry.owner.clone(), entry.info(false)));
             self.dispose(entry).await;
         }
         closed

@@ -78,6 +78,8 @@ pub struct Owner {
     pub user_id: String,
     /// For the audit records of what the browser refuses.
     pub username: String,
+    /// The HTTP transport session the context was opened through: it closes when that ends.
+    pub transport: Option<std::sync::Arc<str>>,
 }
 
 /// A context as callers see it.

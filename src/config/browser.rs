@@ -53,6 +53,9 @@ pub struct BrowserConfig {
     pub max_queued_calls_per_user: usize,
     /// A user's browser with no contexts is stopped after this many seconds.
     pub idle_shutdown: u64,
+    /// A context no call has used for this many seconds is closed (stateless HTTP clients never
+    /// say they are done).
+    pub context_idle_timeout: u64,
 }
 
 impl Default for BrowserConfig {
@@ -80,6 +83,7 @@ impl Default for BrowserConfig {
             max_queued_calls_per_context: 16,
             max_queued_calls_per_user: 64,
             idle_shutdown: 300,
+            context_idle_timeout: 600,
         }
     }
 }
@@ -129,6 +133,7 @@ impl BrowserConfig {
             ),
             ("browser.viewport_width", u64::from(self.viewport_width)),
             ("browser.viewport_height", u64::from(self.viewport_height)),
+            ("browser.context_idle_timeout", self.context_idle_timeout),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 mod browser;
+pub mod http;
 
 pub use browser::BrowserConfig;
+pub use http::HttpConfig;
 
 /// Environment variables with the `MCP_SESSIONS_` prefix that are not configuration keys.
 const RESERVED_ENV: &[&str] = &[
@@ -163,6 +165,8 @@ pub struct Config {
     pub roles: BTreeMap<String, Vec<String>>,
     /// Browser contexts: executable, limits, timeouts, URL policy.
     pub browser: BrowserConfig,
+    /// The Streamable HTTP mode (`serve --http`): address, public URL, TLS, limits.
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -189,6 +193,7 @@ impl Default for Config {
             audit_max_bytes: 64 * 1024 * 1024,
             roles: BTreeMap::new(),
             browser: BrowserConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -293,6 +298,9 @@ impl Config {
             });
         }
         self.browser
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        self.http
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         Ok(())

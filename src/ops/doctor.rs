@@ -168,7 +168,7 @@ fn check_config(paths: &Paths, settings: &[String], checks: &mut Vec<Check>) -> 
         format!("{} absent: the defaults apply", file.display())
     };
     let loaded = Config::load(paths, settings)
-        .and_then(|config| crate::app::configured_rules(&config).map(|_| config));
+        .and_then(|config| crate::app::configured_rules(&config, false).map(|_| config));
     match loaded {
         Ok(config) => {
             checks.push(Check::ok("config.toml", source));

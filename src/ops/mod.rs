@@ -73,9 +73,10 @@ pub enum Command {
     /// JSON-RPC, logs go to stderr.
     #[command(
         after_help = "Examples:\n  mcp-sessions serve\n  mcp-sessions --demo serve < examples/fixtures/session-lifecycle.jsonl\n  \
-                      RUST_LOG=debug mcp-sessions serve 2>server.log"
+                      RUST_LOG=debug mcp-sessions serve 2>server.log\n  \
+                      mcp-sessions serve --http 127.0.0.1:8750     many clients over Streamable HTTP (bearer tokens: mcp-sessions token create)"
     )]
-    Serve,
+    Serve(ServeArgs),
     /// Manage the users in users.toml.
     #[command(
         subcommand,
@@ -110,6 +111,14 @@ pub enum Command {
                       mcp-sessions --data-dir /srv/mcp/data --config-dir /srv/mcp/config doctor"
     )]
     Doctor,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Serve Streamable HTTP at /mcp instead of stdio, on ADDRESS:PORT (default: http.listen,
+    /// 127.0.0.1:8750). Every request needs `Authorization: Bearer <token>`.
+    #[arg(long, value_name = "ADDRESS:PORT", num_args = 0..=1, default_missing_value = "")]
+    pub http: Option<String>,
 }
 
 /// Reads a password: from a terminal prompt (twice when it is `new`), or one line from stdin.

@@ -1,11 +1,14 @@
-//! Who is calling, and may they? A caller is identified by an access token, else by the session
-//! id the tool names (a bearer secret), else by the host's bootstrap user. Roles are read from the
-//! user store on every call; every denial is audited (AC-3).
+//! Who is calling, and may they? Over HTTP the caller is always the bearer of the request's
+//! Authorization header, acting in the session that belongs to its credential. Over stdio a
+//! caller is identified by an access token, else by the session id the tool names (a bearer
+//! secret), else by the host's bootstrap user. Roles are read from the user store on every call;
+//! every denial is audited (AC-3).
 
 use serde_json::json;
 
 use super::McpSessions;
 use super::errors::{Code, ToolError};
+use super::principal::{Credential, Principal};
 use crate::audit::{AuditEvent, nist};
 use crate::auth::rbac::Permission;
 use crate::auth::secret::SecretString;
@@ -51,6 +54,14 @@ impl McpSessions {
     ) -> Result<Caller, ToolError> {
         let state = &self.state;
         let now = now_ms();
+        if let Some(principal) = &self.principal {
+            if access_token.is_some() {
+                return Err(ToolError::invalid_argument(
+                    "over HTTP the Authorization header says who calls: remove `accessToken` (a `sessionId` still names the session to act on)",
+                ));
+            }
+            return self.bearer_caller(principal);
+        }
         if let Some(token) = access_token {
             let claims = state
                 .tokens
@@ -81,6 +92,92 @@ impl McpSessions {
             return Ok(Caller { session });
         }
         self.bootstrap_caller().await
+    }
+
+    /// The session of an HTTP request's bearer: the one its access token names, or the one its
+    /// personal access token acts in (started on first use, and again after it ended).
+    fn bearer_caller(&self, principal: &Principal) -> Result<Caller, ToolError> {
+        let state = &self.state;
+        let now = now_ms();
+        let refused = || {
+            ToolError::new(
+                Code::AuthFailed,
+                "the bearer token's session has ended or its user is gone; get a new token",
+            )
+        };
+        let token_id = match &principal.credential {
+            Credential::Session(id) => {
+                let session = state
+                    .sessions
+                    .touch(*id, Some(&principal.user_id), now)
+                    .map_err(|_| refused())?;
+                return Ok(Caller { session });
+            }
+            Credential::Pat(token_id) => token_id,
+        };
+        let mut sessions = state
+            .bearer_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = sessions.get(token_id)
+            && let Ok(session) = state.sessions.touch(*id, Some(&principal.user_id), now)
+        {
+            return Ok(Caller { session });
+        }
+        let user = state.users.by_id(&principal.user_id).ok_or_else(refused)?;
+        if !state.roles.allows(&user.roles, Permission::SessionCreate) {
+            state.audit.record_or_log(
+                AuditEvent::new("access.denied", "denied", &[nist::AC_3])
+                    .user(&user.id, &user.username)
+                    .detail(json!({"permission": Permission::SessionCreate.name(), "transport": "http"})),
+            );
+            return Err(ToolError::permission_denied(Permission::SessionCreate));
+        }
+        let (session, _tokens) = state
+            .sessions
+            .create(
+                &user,
+                state.config.session_duration,
+                Some(std::sync::Arc::from("http")),
+                now,
+            )
+            .inspect_err(|e| {
+                if matches!(e, SessionError::Limit(_)) {
+                    state.audit.record_or_log(
+                        AuditEvent::new("session.limit", "denied", &[nist::AC_12])
+                            .user(&user.id, &user.username)
+                            .detail(json!({"transport": "http"})),
+                    );
+                }
+            })?;
+        let recorded = state.audit.record(
+            AuditEvent::new("session.create", "success", &[nist::AC_12, nist::AU_3])
+                .user(&user.id, &user.username)
+                .session(&session.id.to_hex())
+                .detail(json!({
+                    "expiresAt": crate::clock::rfc3339(session.expires_ms),
+                    "transport": "http",
+                    "credential": principal.credential_label(|id| state.handles.of(id)),
+                    "address": principal.address.to_string(),
+                })),
+        );
+        if let Err(e) = recorded {
+            tracing::error!("{e}");
+            state.sessions.delete(session.id, now_ms());
+            return Err(ToolError::audit_unavailable(Code::AuthFailed));
+        }
+        sessions.insert(token_id.clone(), session.id);
+        Ok(Caller { session })
+    }
+
+    /// Whether the caller is a bearer over HTTP (whose header, not the model, holds the credential).
+    pub(super) fn over_http(&self) -> bool {
+        self.principal.is_some()
+    }
+
+    /// The HTTP bearer, if any.
+    pub(super) fn principal(&self) -> Option<&Principal> {
+        self.principal.as_deref()
     }
 
     /// How `target` is named to `caller`: its id when it is the caller's own, else its handle

@@ -241,6 +241,8 @@ impl McpSessions {
             session: scope.key(),
             user_id: scope.session.user.id.clone(),
             username: scope.session.user.username.clone(),
+            // Over HTTP, the transport session it was opened through: it closes with that.
+            transport: self.principal().and_then(|p| p.transport_session.clone()),
         };
         let viewport = options.viewport.map(|v| (v.width, v.height));
         progress

@@ -11,10 +11,12 @@ mod context_tools;
 pub mod errors;
 mod listing;
 mod page_tools;
+mod principal;
 mod session_tools;
 mod state;
 pub mod validation;
 
+pub use principal::{Credential, Principal};
 pub use state::{Bootstrap, ServerState};
 
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct McpSessions {
     state: Arc<ServerState>,
     tool_router: Arc<ToolRouter<Self>>,
     validators: PendingValidators,
+    /// The bearer of the HTTP request being served; `None` over stdio.
+    principal: Option<Arc<Principal>>,
 }
 
 impl McpSessions {
@@ -83,6 +87,7 @@ impl McpSessions {
             state,
             tool_router: Arc::new(router),
             validators,
+            principal: None,
         }
     }
 }
@@ -125,12 +130,26 @@ impl ServerHandler for McpSessions {
         if let Err(e) = validators.check(&request.name, &arguments) {
             return Ok(CallToolResult::from(e).into());
         }
+        // Over HTTP the transport put the request's verified bearer beside its headers; the
+        // tools of this call see it as `self.principal`.
+        let principal = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Principal>>())
+            .cloned();
+        let this = match principal {
+            Some(principal) => Self {
+                principal: Some(principal),
+                ..self.clone()
+            },
+            None => self.clone(),
+        };
         // rmcp marks a cancelled request's token but lets its handler run on: stop it here, so
         // that its work (a wait for a busy page, a navigation) ends with it.
         let cancelled = context.ct.clone();
-        let call = ToolCallContext::new(self, request, context);
+        let call = ToolCallContext::new(&this, request, context);
         tokio::select! {
-            result = self.tool_router.call(call) => result,
+            result = this.tool_router.call(call) => result,
             () = cancelled.cancelled() => Err(ErrorData::new(
                 ErrorCode(REQUEST_CANCELLED),
                 "the request was cancelled",

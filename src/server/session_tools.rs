@@ -54,10 +54,10 @@ pub struct ListSessionsArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionArgs {
-    /// The session; your credential unless accessToken is given.
+    /// The session; omitted: your own. Over stdio it is your credential unless accessToken is given.
     #[serde(rename = "sessionId")]
     #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
-    pub session_id: String,
+    pub session_id: Option<String>,
     /// Your access token (admins: for another's session).
     #[serde(rename = "accessToken")]
     #[schemars(length(min = 1, max = 4096))]
@@ -210,10 +210,43 @@ impl McpSessions {
         (own, all): (Permission, Permission),
     ) -> Result<(Caller, SessionInfo), ToolError> {
         let caller = self
-            .caller(args.access_token.as_ref(), Some(&args.session_id))
+            .caller(args.access_token.as_ref(), args.session_id.as_deref())
             .await?;
-        let target = self.target(tool, &caller, Some(&args.session_id), own, all)?;
+        let target = self.target(tool, &caller, args.session_id.as_deref(), own, all)?;
         Ok((caller, target))
+    }
+
+    /// Over HTTP, create-session (a password through the model) is off unless the operator
+    /// turned it on, and then logs in only the bearer's own user (an admin: anyone).
+    fn check_password_login(&self, username: &str) -> Result<(), ToolError> {
+        let Some(principal) = self.principal() else {
+            return Ok(());
+        };
+        if !self.state.config.http.allow_password_login {
+            return Err(ToolError::new(
+                Code::PermissionDenied,
+                "create-session is off over HTTP: your Authorization header already logs you in, so call the other tools without credentials (an operator can set http.allow_password_login = true for step-up logins)",
+            ));
+        }
+        if !principal.username.eq_ignore_ascii_case(username) && !self.bearer_is_admin(principal) {
+            return Err(ToolError::new(
+                Code::PermissionDenied,
+                "over HTTP create-session logs in only the bearer's own user",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the HTTP bearer's current roles may act on every user's sessions.
+    fn bearer_is_admin(&self, principal: &crate::server::Principal) -> bool {
+        self.state
+            .users
+            .by_id(&principal.user_id)
+            .is_some_and(|user| {
+                self.state
+                    .roles
+                    .allows(&user.roles, Permission::SessionDeleteAll)
+            })
     }
 
     fn audit_session_event(
@@ -248,6 +281,7 @@ impl McpSessions {
         peer: Peer<RoleServer>,
     ) -> Result<Json<SessionCreated>, CallToolResult> {
         let duration = args.duration.unwrap_or(self.state.config.session_duration);
+        self.check_password_login(&args.username)?;
         let client: Option<Arc<str>> = peer
             .peer_info()
             .map(|info| Arc::from(info.client_info.name.as_str()));
@@ -325,12 +359,18 @@ impl McpSessions {
     ) -> Result<Json<SessionStatus>, CallToolResult> {
         let tool = "get-session";
         let (caller, target) = self.named_session(tool, &args, READ_SESSION).await?;
-        let access_token = (target.id == caller.session.id)
+        // Over HTTP the header is the credential: no token is handed to the model.
+        let access_token = (target.id == caller.session.id && !self.over_http())
             .then(|| self.state.sessions.access_token(target.id))
             .flatten()
             .map(|t| t.expose().to_owned());
         // Named as the caller named it: its id, or the handle list-sessions showed.
-        let s = summary(&target, args.session_id.clone());
+        let s = summary(
+            &target,
+            args.session_id
+                .clone()
+                .unwrap_or_else(|| target.id.to_hex()),
+        );
         Ok(Json(SessionStatus {
             session_id: s.id,
             user_id: s.user_id,
@@ -390,6 +430,16 @@ impl McpSessions {
             );
             return Err(ToolError::permission_denied(Permission::SessionRefresh).into());
         }
+        if let Some(principal) = self.principal()
+            && principal.user_id != claims.sub
+            && !self.bearer_is_admin(principal)
+        {
+            return Err(ToolError::new(
+                Code::PermissionDenied,
+                "the refresh token is another user's; over HTTP you may refresh only your own sessions",
+            )
+            .into());
+        }
         let (session, tokens) = state.sessions.refresh(&claims, now)?;
         if let Err(e) = state.audit.record(
             AuditEvent::new("session.refresh", "success", &[nist::IA_5, nist::AU_3])
@@ -445,7 +495,10 @@ impl McpSessions {
         }
         Ok(Json(SessionDeleted {
             success: true,
-            session_id: args.session_id.clone(),
+            session_id: args
+                .session_id
+                .clone()
+                .unwrap_or_else(|| target.id.to_hex()),
             message: "Session deleted successfully".into(),
         }))
     }

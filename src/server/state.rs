@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::audit::{AuditEvent, AuditLog, nist};
+use crate::auth::pats::PatStore;
 use crate::auth::rbac::RoleTable;
 use crate::auth::secret::SecretString;
 use crate::auth::throttle::LoginThrottle;
@@ -40,9 +41,24 @@ pub struct ServerState {
     pub browser: BrowserManager,
     /// The signing key file, watched for `mcp-sessions key rotate` (absent with MCP_SESSIONS_JWT_SECRET).
     pub key_watch: Option<FileWatch>,
+    /// Personal access tokens (the HTTP mode's bearer credentials).
+    pub pats: PatStore,
+    /// The session each personal access token acts in over HTTP, by token id.
+    pub bearer_sessions: std::sync::Mutex<std::collections::HashMap<String, SessionId>>,
+    /// Whether the server speaks Streamable HTTP (else stdio).
+    pub over_http: bool,
 }
 
 impl ServerState {
+    /// Forgets which session a personal access token acted in once that session has ended.
+    pub fn forget_ended_bearer_sessions(&self, now_ms: u64) {
+        let mut bearer = self
+            .bearer_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        bearer.retain(|_, id| self.sessions.peek(*id, now_ms).is_ok());
+    }
+
     /// Closes the browser contexts of a session that ended, auditing each.
     pub async fn close_session_contexts(
         &self,
