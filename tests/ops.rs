@@ -1,7 +1,7 @@
 //! The operator commands from outside, run as the built binary with temporary HOME, data and
 //! config directories: `install <host>` (merge, idempotence, backups, dry runs, the bootstrap
-//! user's password file, each host's shape and location, malformed files), `doctor` and
-//! `audit tail`.
+//! user's password file, each host's shape and location, malformed files, the remote form of
+//! `--url` and its refusals), `doctor` and `audit tail`.
 
 mod common;
 
@@ -451,6 +451,222 @@ fn a_malformed_host_config_is_refused_and_left_untouched() {
         std::fs::read_to_string(&file).expect("read"),
         "{\"servers\": [1, 2]}"
     );
+}
+
+const REMOTE_URL: &str = "https://mcp.example.com/mcp";
+
+/// `install <host> --url`: each host's remote shape at its standard location, beside the servers
+/// and settings already there, with the token only as a reference to a variable.
+#[cfg(unix)]
+#[test]
+fn remote_entries_point_at_the_url_and_name_the_token_variable() {
+    let home = Home::new();
+    let config_dir = platform_config_dir(home.path());
+    let other = json!({"command": "npx", "args": ["-y", "other-server"]});
+    let hosts = [
+        (
+            "claude-code",
+            home.path().join(".claude.json"),
+            "mcpServers",
+            json!({"type": "http", "url": REMOTE_URL,
+                "headers": {"Authorization": "Bearer ${MCP_SESSIONS_TOKEN}"}}),
+        ),
+        (
+            "vscode",
+            config_dir.join("Code/User/mcp.json"),
+            "servers",
+            json!({"type": "http", "url": REMOTE_URL,
+                "headers": {"Authorization": "Bearer ${env:MCP_SESSIONS_TOKEN}"}}),
+        ),
+        (
+            "cursor",
+            home.path().join(".cursor/mcp.json"),
+            "mcpServers",
+            json!({"url": REMOTE_URL,
+                "headers": {"Authorization": "Bearer ${env:MCP_SESSIONS_TOKEN}"}}),
+        ),
+    ];
+    for (host, file, key, expected) in hosts {
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        let original = json!({"theme": "dark", key: {"other": other}});
+        std::fs::write(&file, original.to_string()).expect("write");
+
+        let output = home.run(&["install", host, "--url", REMOTE_URL], "");
+        assert!(output.status.success(), "{host}: {}", text(&output.stderr));
+        let value = read_json(&file);
+        assert_eq!(value[key]["mcp-sessions"], expected, "{host}: {value}");
+        assert_eq!(value[key]["other"], other, "{host}: {value}");
+        assert_eq!(value["theme"], "dark", "{host}");
+        assert_eq!(home.backups(&file).len(), 1, "{host}: one backup");
+        let stdout = text(&output.stdout);
+        for hint in [
+            REMOTE_URL,
+            "create a token with: mcp-sessions token create USER",
+            "export MCP_SESSIONS_TOKEN=",
+        ] {
+            assert!(stdout.contains(hint), "{host}: no {hint:?} in\n{stdout}");
+        }
+
+        let again = home.run(&["install", host, "--url", REMOTE_URL], "");
+        assert!(again.status.success(), "{host}: {}", text(&again.stderr));
+        assert!(text(&again.stdout).contains("unchanged"), "{host}");
+        assert_eq!(home.backups(&file).len(), 1, "{host}: no change, no backup");
+    }
+
+    // Another name and variable, over the stdio entry of that name.
+    let file = home.path().join(".cursor/mcp.json");
+    let stdio = home.run(
+        &["install", "cursor", "--name", "work", "--command", BIN],
+        "",
+    );
+    assert!(stdio.status.success(), "{}", text(&stdio.stderr));
+    let output = home.run(
+        &[
+            "install",
+            "cursor",
+            "--name",
+            "work",
+            "--url",
+            "http://127.0.0.1:8750/mcp",
+            "--token-env",
+            "WORK_MCP_TOKEN",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let value = read_json(&file);
+    assert_eq!(
+        value["mcpServers"]["work"],
+        json!({"url": "http://127.0.0.1:8750/mcp",
+            "headers": {"Authorization": "Bearer ${env:WORK_MCP_TOKEN}"}}),
+        "the stdio keys went: {value}"
+    );
+    assert!(value["mcpServers"].get("mcp-sessions").is_some(), "{value}");
+    assert!(text(&output.stdout).contains("export WORK_MCP_TOKEN="));
+}
+
+#[test]
+fn claude_desktop_refuses_a_remote_entry_and_leaves_its_file_alone() {
+    let home = Home::new();
+    let file = existing_host_config(home.path());
+    let before = std::fs::read(&file).expect("read");
+    for extra in [&[][..], &["--dry-run"][..], &["--print"][..]] {
+        let mut args = vec![
+            "install",
+            "claude-desktop",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--url",
+            REMOTE_URL,
+        ];
+        args.extend_from_slice(extra);
+        let output = home.run(&args, "");
+        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("Claude Desktop") && stderr.contains("Connectors"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{extra:?}: {}",
+            text(&output.stdout)
+        );
+    }
+    assert_eq!(std::fs::read(&file).expect("read"), before);
+    assert!(home.backups(&file).is_empty());
+
+    let standard = platform_config_dir(home.path()).join("Claude/claude_desktop_config.json");
+    let output = home.run(&["install", "claude-desktop", "--url", REMOTE_URL], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        !standard.exists(),
+        "the refusal created {}",
+        standard.display()
+    );
+}
+
+#[test]
+fn remote_flags_are_checked_before_anything_is_written() {
+    let home = Home::new();
+    let file = home.path().join("mcp.json");
+    let config = file.to_str().expect("utf-8");
+    let refused: &[(&[&str], &str)] = &[
+        (&["--url", "http://mcp.example.com/mcp"], "loopback"),
+        (&["--url", "ftp://mcp.example.com/mcp"], "https://"),
+        (&["--url", "mcp.example.com/mcp"], "not a URL"),
+        (
+            &["--url", "https://alice:pw@mcp.example.com/mcp"],
+            "password",
+        ),
+        (
+            &["--url", REMOTE_URL, "--token-env", "my-token"],
+            "[A-Z_][A-Z0-9_]*",
+        ),
+        (&["--token-env", "WORK_TOKEN"], "--url"),
+        (
+            &["--url", REMOTE_URL, "--user", "bob"],
+            "cannot be used with",
+        ),
+        (
+            &["--url", REMOTE_URL, "--command", "/usr/bin/true"],
+            "cannot be used with",
+        ),
+        (&["--url", REMOTE_URL, "--demo"], "--demo"),
+        (&["--url", REMOTE_URL, "--set", "idle_timeout=60"], "--set"),
+    ];
+    for (flags, reason) in refused {
+        let mut args = vec!["install", "cursor", "--config", config];
+        args.extend_from_slice(flags);
+        let output = home.run(&args, "");
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(reason), "{flags:?}: {stderr}");
+        assert!(!file.exists(), "{flags:?} wrote the file");
+    }
+    let http = home.run(
+        &[
+            "install",
+            "cursor",
+            "--config",
+            config,
+            "--url",
+            "http://mcp.example.com/mcp",
+        ],
+        "",
+    );
+    assert!(
+        text(&http.stderr).contains("unencrypted"),
+        "says why: {}",
+        text(&http.stderr)
+    );
+
+    for loopback in [
+        "http://127.0.0.1:8750/mcp",
+        "http://localhost:8750/mcp",
+        "http://[::1]:8750/mcp",
+    ] {
+        let output = home.run(
+            &[
+                "install",
+                "cursor",
+                "--config",
+                config,
+                "--url",
+                loopback,
+                "--dry-run",
+            ],
+            "",
+        );
+        assert!(
+            output.status.success(),
+            "{loopback}: {}",
+            text(&output.stderr)
+        );
+        let whole: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(whole["mcpServers"]["mcp-sessions"]["url"], loopback);
+        assert!(!file.exists(), "dry run wrote the file");
+    }
 }
 
 /// The doctor row of `check`: its status and the rest of the line.

@@ -100,8 +100,9 @@ pub enum Command {
     /// Manage the JWT signing key.
     #[command(subcommand, after_help = "Example:\n  mcp-sessions key rotate")]
     Key(KeyCommand),
-    /// Register the server with a desktop host: writes or merges its entry into the host's MCP
-    /// configuration file, keeping every other server and setting (the file is backed up first).
+    /// Register the server with a desktop host: writes or merges its entry (a command the host
+    /// starts, or with --url a remote server it connects to) into the host's MCP configuration
+    /// file, keeping every other server and setting (the file is backed up first).
     #[command(after_help = install::INSTALL_EXAMPLES)]
     Install(InstallArgs),
     /// Check the configuration, users, directories, keys, audit log and browser, and say what to

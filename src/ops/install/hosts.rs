@@ -1,4 +1,5 @@
-//! The hosts `install` knows: where each keeps its user-level MCP servers and how it names them.
+//! The hosts `install` knows: where each keeps its user-level MCP servers, how it names them and
+//! how a remote entry refers to an environment variable.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,19 @@ impl Host {
         matches!(self, Self::Vscode | Self::ClaudeCode)
     }
 
+    /// How the host's file refers to the environment variable `name` in a remote server's
+    /// headers (the host substitutes its value when it connects); the error says why the host's
+    /// file cannot hold a remote server and what to do instead.
+    pub(super) fn env_reference(self, name: &str) -> Result<String, &'static str> {
+        match self {
+            Self::ClaudeCode => Ok(format!("${{{name}}}")),
+            Self::Cursor | Self::Vscode => Ok(format!("${{env:{name}}}")),
+            Self::ClaudeDesktop => Err(
+                "it adds remote servers as connectors in its settings (Settings > Connectors > Add custom connector, then the URL), which sign in with OAuth rather than with a token from the environment. Or register the local server with `mcp-sessions install claude-desktop` (without --url)",
+            ),
+        }
+    }
+
     /// The file holding the host's user-level MCP servers, given the home directory and the
     /// platform's per-user configuration directory (`$XDG_CONFIG_HOME` or `~/.config` on Linux,
     /// `~/Library/Application Support` on macOS, `%APPDATA%` on Windows).
@@ -54,10 +68,14 @@ impl Host {
         Ok(self.config_file_in(dirs.home_dir(), dirs.config_dir()))
     }
 
-    /// What the operator does next for the host to start the server.
-    pub(super) fn next_step(self) -> &'static str {
+    /// What the operator does next for the host to start the server, or to connect to it when
+    /// it is `remote`.
+    pub(super) fn next_step(self, remote: bool) -> &'static str {
         match self {
             Self::ClaudeDesktop => "quit Claude Desktop completely and start it again",
+            Self::ClaudeCode if remote => {
+                "new Claude Code sessions connect to it; check with `claude mcp list`"
+            }
             Self::ClaudeCode => "new Claude Code sessions start it; check with `claude mcp list`",
             Self::Cursor => "open Cursor Settings > MCP and check that mcp-sessions is enabled",
             Self::Vscode => {
@@ -96,5 +114,24 @@ mod tests {
             Host::Cursor.config_file_in(home, linux),
             Path::new("/home/a/.cursor/mcp.json")
         );
+    }
+
+    #[test]
+    fn each_host_spells_an_environment_reference_its_own_way() {
+        let name = "MCP_SESSIONS_TOKEN";
+        assert_eq!(
+            Host::ClaudeCode.env_reference(name).unwrap(),
+            "${MCP_SESSIONS_TOKEN}"
+        );
+        assert_eq!(
+            Host::Vscode.env_reference(name).unwrap(),
+            "${env:MCP_SESSIONS_TOKEN}"
+        );
+        assert_eq!(
+            Host::Cursor.env_reference(name).unwrap(),
+            "${env:MCP_SESSIONS_TOKEN}"
+        );
+        let refusal = Host::ClaudeDesktop.env_reference(name).unwrap_err();
+        assert!(refusal.contains("Connectors"), "{refusal}");
     }
 }

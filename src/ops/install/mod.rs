@@ -1,9 +1,11 @@
 //! `mcp-sessions install <host>`: registers the server in a desktop host's MCP configuration file
-//! (Claude Desktop, Claude Code, Cursor, VS Code). The merge is a pure function over an
-//! order-preserving JSON document, so every other server, every other setting and the order of
-//! the keys survive; the file I/O around it never touches a file it cannot parse, backs the file
-//! up before changing it and replaces it atomically. A bootstrap user's password goes to a 0600
-//! file the entry points at, never into the host's configuration.
+//! (Claude Desktop, Claude Code, Cursor, VS Code), either as a command the host starts (stdio) or,
+//! with `--url`, as a remote server the host connects to (Streamable HTTP). The merge is a pure
+//! function over an order-preserving JSON document, so every other server, every other setting
+//! and the order of the keys survive; the file I/O around it never touches a file it cannot
+//! parse, backs the file up before changing it and replaces it atomically. Secrets stay out of
+//! the host's configuration: a bootstrap user's password goes to a 0600 file the entry points
+//! at, and a remote entry names the environment variable the host reads its token from.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,12 @@ use crate::config::Paths;
 
 mod entry;
 mod hosts;
+mod remote;
 
 use entry::PASSWORD_FILE_VAR;
-pub use entry::{Json, ServerEntry, merge_entry};
+pub use entry::{Json, RemoteEntry, ServerEntry, StdioEntry, merge_entry};
 pub use hosts::Host;
+pub use remote::{DEFAULT_TOKEN_ENV, RemoteTarget, RemoteUrl, TokenEnvName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -50,6 +54,17 @@ pub enum InstallError {
         "the password does not match user `{0}` in users.toml; try again, or change it with `mcp-sessions user passwd {0}`"
     )]
     WrongPassword(String),
+    #[error(
+        "{host} cannot take a remote server from its configuration file (nothing was written): {instead}"
+    )]
+    NoRemote {
+        host: &'static str,
+        instead: &'static str,
+    },
+    #[error(
+        "--demo (or MCP_SESSIONS_DEMO) and --set configure a server the host starts; with --url it starts none: give them to `serve --http` where the server runs"
+    )]
+    StdioOnly,
     #[error(transparent)]
     Users(#[from] UserError),
 }
@@ -74,9 +89,25 @@ pub struct Request {
     pub host: Host,
     /// The host's file; `None`: its standard location.
     pub config_file: Option<PathBuf>,
+    pub name: String,
+    pub form: Form,
+    pub mode: Mode,
+}
+
+/// Which kind of entry `install` writes.
+#[derive(Debug, Clone)]
+pub enum Form {
+    /// The host starts the server and speaks to it over stdio.
+    Stdio(StdioRequest),
+    /// The host connects to a server that runs elsewhere (`serve --http`).
+    Remote(RemoteTarget),
+}
+
+/// What a stdio entry starts, and as whom.
+#[derive(Debug, Clone)]
+pub struct StdioRequest {
     /// The executable the host runs; `None`: this one.
     pub command: Option<PathBuf>,
-    pub name: String,
     /// Adds `--demo` to the arguments.
     pub demo: bool,
     /// `--set key=value` flags passed on to the server.
@@ -87,7 +118,6 @@ pub struct Request {
     pub password_file: Option<PathBuf>,
     /// Its roles, should it be created (default `user`).
     pub roles: Vec<String>,
-    pub mode: Mode,
 }
 
 /// Asks for a password: the prompt, and whether it is a new one (to be typed twice on a terminal).
@@ -278,30 +308,31 @@ fn set_up_bootstrap_user(
     })
 }
 
-/// Runs `install`: results to `out`, notes and warnings to `notes`.
-pub fn run(
-    request: Request,
-    paths: &Paths,
-    read_password: &mut PasswordReader<'_>,
-    out: &mut dyn Write,
-    notes: &mut dyn Write,
-) -> Result<(), InstallError> {
-    let host = request.host;
-    let config_file = match request.config_file {
-        Some(file) => file,
-        None => host.default_config_file()?,
-    };
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| InstallError::Write {
-            path: path.clone(),
-            source,
-        }
-    };
-    let stdout_err = write_err(Path::new("stdout"));
-    let notes_err = write_err(Path::new("stderr"));
+fn write_error(path: &Path) -> impl Fn(std::io::Error) -> InstallError + use<> {
+    let path = path.to_path_buf();
+    move |source| InstallError::Write {
+        path: path.clone(),
+        source,
+    }
+}
 
-    let command = match request.command {
+/// The user a stdio entry logs in as at start.
+struct Bootstrap {
+    username: String,
+    /// Where its password is kept.
+    password_file: PathBuf,
+    /// Its roles, should it be created.
+    roles: Vec<String>,
+}
+
+/// The stdio entry for `request`, and its bootstrap user if it names one.
+fn stdio_entry(
+    request: &StdioRequest,
+    paths: &Paths,
+    notes: &mut dyn Write,
+) -> Result<(StdioEntry, Option<Bootstrap>), InstallError> {
+    let notes_err = write_error(Path::new("stderr"));
+    let command = match &request.command {
         Some(command) => {
             if !command.is_file() {
                 writeln!(
@@ -311,7 +342,7 @@ pub fn run(
                 )
                 .map_err(&notes_err)?;
             }
-            absolute(&command)
+            absolute(command)
         }
         None => std::env::current_exe().map_err(InstallError::CurrentExe)?,
     };
@@ -341,15 +372,68 @@ pub fn run(
             );
             env.push(("MCP_SESSIONS_USER".to_owned(), username.clone()));
             env.push((PASSWORD_FILE_VAR.to_owned(), utf8(&password_file)?));
-            Some((username.clone(), password_file))
+            Some(Bootstrap {
+                username: username.clone(),
+                password_file,
+                roles: request.roles.clone(),
+            })
         }
         None => None,
     };
     env.extend(directory_overrides(paths)?);
-    let entry = ServerEntry {
+    let entry = StdioEntry {
         command: utf8(&command)?,
         args,
         env,
+    };
+    Ok((entry, bootstrap))
+}
+
+/// Where a remote entry's token comes from, and how to provide it.
+fn token_hints(target: &RemoteTarget, out: &mut dyn Write) -> std::io::Result<()> {
+    let variable = target.token_env.as_str();
+    writeln!(
+        out,
+        "token: not in the file; the host reads it from {variable} when it connects"
+    )?;
+    writeln!(out, "create a token with: mcp-sessions token create USER")?;
+    writeln!(
+        out,
+        "then: export {variable}=... in the environment the host starts from, before starting it"
+    )
+}
+
+/// Runs `install`: results to `out`, notes and warnings to `notes`.
+pub fn run(
+    request: Request,
+    paths: &Paths,
+    read_password: &mut PasswordReader<'_>,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), InstallError> {
+    let host = request.host;
+    let stdout_err = write_error(Path::new("stdout"));
+    let notes_err = write_error(Path::new("stderr"));
+
+    // Built before the file is even located: a host that cannot take the entry is refused with
+    // nothing read or written.
+    let (entry, bootstrap, remote) = match &request.form {
+        Form::Stdio(stdio) => {
+            let (entry, bootstrap) = stdio_entry(stdio, paths, notes)?;
+            (ServerEntry::Stdio(entry), bootstrap, None)
+        }
+        Form::Remote(target) => {
+            let entry =
+                RemoteEntry::new(host, target).map_err(|instead| InstallError::NoRemote {
+                    host: host.display_name(),
+                    instead,
+                })?;
+            (ServerEntry::Remote(entry), None, Some(target))
+        }
+    };
+    let config_file = match request.config_file {
+        Some(file) => file,
+        None => host.default_config_file()?,
     };
 
     let original = read_document(&config_file)?;
@@ -373,13 +457,17 @@ pub fn run(
                 config_file.display()
             )
             .map_err(&notes_err)?;
-            if let Some((username, password_file)) = &bootstrap {
+            if let Some(user) = &bootstrap {
                 writeln!(
                     notes,
-                    "the password file {} of {username} is written only by a run without --print",
-                    password_file.display()
+                    "the password file {} of {} is written only by a run without --print",
+                    user.password_file.display(),
+                    user.username
                 )
                 .map_err(&notes_err)?;
+            }
+            if let Some(target) = remote {
+                token_hints(target, notes).map_err(&notes_err)?;
             }
             return Ok(());
         }
@@ -397,32 +485,37 @@ pub fn run(
                 config_file.display()
             )
             .map_err(&notes_err)?;
-            if let Some((username, password_file)) = &bootstrap {
+            if let Some(user) = &bootstrap {
                 writeln!(
                     notes,
-                    "dry run: the password of {username} would be asked for and kept in {} (0600)",
-                    password_file.display()
+                    "dry run: the password of {} would be asked for and kept in {} (0600)",
+                    user.username,
+                    user.password_file.display()
                 )
                 .map_err(&notes_err)?;
+            }
+            if let Some(target) = remote {
+                token_hints(target, notes).map_err(&notes_err)?;
             }
             return Ok(());
         }
         Mode::Write => {}
     }
 
-    if let Some((username, password_file)) = &bootstrap {
+    if let Some(user) = &bootstrap {
         set_up_bootstrap_user(
             paths,
-            username,
-            &request.roles,
-            password_file,
+            &user.username,
+            &user.roles,
+            &user.password_file,
             read_password,
             notes,
         )?;
         writeln!(
             out,
-            "bootstrap user {username}: password kept in {} (0600), not in the host's configuration",
-            password_file.display()
+            "bootstrap user {}: password kept in {} (0600), not in the host's configuration",
+            user.username,
+            user.password_file.display()
         )
         .map_err(&stdout_err)?;
     }
@@ -435,17 +528,20 @@ pub fn run(
             request.name
         )
         .map_err(&stdout_err)?;
+        if let Some(target) = remote {
+            token_hints(target, out).map_err(&stdout_err)?;
+        }
         return Ok(());
     }
     let backup = match original {
         Some(_) => {
             let backup = backup_path(&config_file);
-            std::fs::copy(&config_file, &backup).map_err(write_err(&backup))?;
+            std::fs::copy(&config_file, &backup).map_err(write_error(&backup))?;
             Some(backup)
         }
         None => None,
     };
-    replace_file(&config_file, &merged.to_pretty()).map_err(write_err(&config_file))?;
+    replace_file(&config_file, &merged.to_pretty()).map_err(write_error(&config_file))?;
     match backup {
         Some(backup) => writeln!(
             out,
@@ -456,16 +552,26 @@ pub fn run(
         None => writeln!(out, "created {}", config_file.display()),
     }
     .map_err(&stdout_err)?;
-    writeln!(
-        out,
-        "entry \"{}\" runs {}{}{}",
-        request.name,
-        entry.command,
-        if entry.args.is_empty() { "" } else { " " },
-        entry.args.join(" ")
-    )
+    match &entry {
+        ServerEntry::Stdio(stdio) => writeln!(
+            out,
+            "entry \"{}\" runs {}{}{}",
+            request.name,
+            stdio.command,
+            if stdio.args.is_empty() { "" } else { " " },
+            stdio.args.join(" ")
+        ),
+        ServerEntry::Remote(remote) => writeln!(
+            out,
+            "entry \"{}\" connects to {} with the header \"Authorization: {}\"",
+            request.name, remote.url, remote.authorization
+        ),
+    }
     .map_err(&stdout_err)?;
-    writeln!(out, "next: {}", host.next_step()).map_err(&stdout_err)?;
+    if let Some(target) = remote {
+        token_hints(target, out).map_err(&stdout_err)?;
+    }
+    writeln!(out, "next: {}", host.next_step(remote.is_some())).map_err(&stdout_err)?;
     Ok(())
 }
 
@@ -480,7 +586,13 @@ Examples:\n  \
     mcp-sessions install vscode --dry-run                  show the whole resulting file, write nothing\n  \
     mcp-sessions install claude-code --print               show only the entry\n  \
     mcp-sessions install cursor --demo                     trials only: the demo users\n  \
-    mcp-sessions install claude-desktop --config ./claude_desktop_config.json --command /usr/local/bin/mcp-sessions";
+    mcp-sessions install claude-desktop --config ./claude_desktop_config.json --command /usr/local/bin/mcp-sessions\n\n\
+Remote server (serve --http elsewhere; the host sends Authorization: Bearer $MCP_SESSIONS_TOKEN):\n  \
+    mcp-sessions install claude-code --url https://mcp.example.com/mcp\n  \
+    mcp-sessions install vscode --url https://mcp.example.com/mcp --token-env WORK_MCP_TOKEN --name work\n  \
+    mcp-sessions install cursor --url http://127.0.0.1:8750/mcp --dry-run   (http:// only to a loopback host)\n  \
+    mcp-sessions token create alice                        the token; then export MCP_SESSIONS_TOKEN=... and start the host\n  \
+    Claude Desktop takes remote servers only as connectors in its settings (Settings > Connectors).";
 
 /// `install`'s arguments (`--demo`, `--set` and the directories are the global flags).
 #[derive(Debug, clap::Args)]
@@ -511,6 +623,19 @@ pub struct InstallArgs {
     /// Role of the bootstrap user if it is created; repeatable. Default: user.
     #[arg(long = "role", value_name = "ROLE", requires = "user")]
     pub roles: Vec<String>,
+    /// Register a remote server (`serve --http`) at this URL instead of starting this
+    /// executable: the host connects over Streamable HTTP with a bearer token. https://, or
+    /// http:// only to a loopback host.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["command", "user", "password_file", "roles"]
+    )]
+    pub url: Option<RemoteUrl>,
+    /// With --url: the environment variable the host reads the token from when it connects; the
+    /// file holds only a reference to it, never the token. Default: MCP_SESSIONS_TOKEN.
+    #[arg(long, value_name = "NAME", requires = "url")]
+    pub token_env: Option<TokenEnvName>,
     /// The entry's name in the host's configuration.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_ENTRY_NAME)]
     pub name: String,
@@ -527,16 +652,27 @@ pub fn run_install_command(
         (false, true) => Mode::Print,
         (false, false) => Mode::Write,
     };
+    let form = match args.url {
+        // Global flags, which clap cannot make conflict with a subcommand's.
+        Some(_) if global.demo || !global.set.is_empty() => return Err(InstallError::StdioOnly),
+        Some(url) => Form::Remote(RemoteTarget {
+            url,
+            token_env: args.token_env.unwrap_or_default(),
+        }),
+        None => Form::Stdio(StdioRequest {
+            command: args.command,
+            demo: global.demo,
+            settings: global.set.clone(),
+            user: args.user,
+            password_file: args.password_file,
+            roles: args.roles,
+        }),
+    };
     let request = Request {
         host: args.host,
         config_file: args.config,
-        command: args.command,
         name: args.name,
-        demo: global.demo,
-        settings: global.set.clone(),
-        user: args.user,
-        password_file: args.password_file,
-        roles: args.roles,
+        form,
         mode,
     };
     run(
