@@ -177,7 +177,8 @@ impl Drop for TaskGuard {
 
 /// Where and how the HTTP mode listens, settled at start.
 struct HttpPlan {
-    listen: std::net::SocketAddr,
+    /// Bound at start, so that a busy port fails start-up and port 0 gets its number.
+    listener: std::net::TcpListener,
     resource: String,
     tls: Option<Tls>,
 }
@@ -207,9 +208,16 @@ fn plan_http(config: &Config, listen: Option<&str>) -> Result<HttpPlan, StartErr
             "http.behind_proxy is set but http.trusted_proxies is empty: X-Forwarded-For is ignored and every request is accounted to the proxy's address"
         );
     }
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| crate::transport::http::ListenError::Bind {
+            address: listen,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(listen);
     Ok(HttpPlan {
-        resource: http.resource_url(listen),
-        listen,
+        resource: http.resource_url(bound),
+        listener,
         tls,
     })
 }
@@ -356,7 +364,7 @@ impl App {
             handler,
             self.state.clone(),
             HttpOptions {
-                listen: plan.listen,
+                listener: plan.listener,
                 resource: plan.resource,
                 tls: plan.tls,
             },

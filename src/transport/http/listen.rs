@@ -66,16 +66,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(
-    address: SocketAddr,
+    listener: std::net::TcpListener,
     tls: Option<Tls>,
     router: Router,
     shutdown: impl Future<Output = ()>,
     drain: impl Future<Output = ()>,
 ) -> Result<(), ListenError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| ListenError::Bind { address, source })?;
-    let bound = listener.local_addr().unwrap_or(address);
+    let bound = listener.local_addr().map_err(|source| ListenError::Bind {
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let listener = TcpListener::from_std(listener).map_err(|source| ListenError::Bind {
+        address: bound,
+        source,
+    })?;
     // The one line that says where the server is (tests read it to find a free port's number).
     tracing::warn!(
         "serving MCP over HTTP{} at {}://{bound}/mcp",

@@ -363,7 +363,7 @@ async fn ended_sessions(state: Arc<ServerState>, mut ended: UnboundedReceiver<En
 
 /// How the HTTP mode is started.
 pub struct HttpOptions {
-    pub listen: SocketAddr,
+    pub listener: std::net::TcpListener,
     /// The canonical URL of the MCP endpoint (the tokens' audience).
     pub resource: String,
     pub tls: Option<Tls>,
@@ -473,14 +473,20 @@ pub async fn serve(
             notified.await;
         }
     };
-    listen::run(options.listen, options.tls, router, shutdown, async move {
-        // Calls in flight finish (bounded); then every session and stream is told to end.
-        if tokio::time::timeout(grace, drained).await.is_err() {
-            tracing::warn!("calls still in flight after http.shutdown_grace; stopping them");
-        }
-        cancel.cancel();
-        sessions.end_all();
-    })
+    listen::run(
+        options.listener,
+        options.tls,
+        router,
+        shutdown,
+        async move {
+            // Calls in flight finish (bounded); then every session and stream is told to end.
+            if tokio::time::timeout(grace, drained).await.is_err() {
+                tracing::warn!("calls still in flight after http.shutdown_grace; stopping them");
+            }
+            cancel.cancel();
+            sessions.end_all();
+        },
+    )
     .await
 }
 
