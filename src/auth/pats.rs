@@ -228,6 +228,9 @@ struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Serializes the writers of this process (the file lock is per descriptor, not per thread).
     writer: Mutex<()>,
+    /// Serializes reloads: a caller that finds the file unchanged must not go on with the old
+    /// snapshot while another caller, who saw the change first, is still reading the new one.
+    reloading: Mutex<()>,
 }
 
 /// The personal access tokens. A cheap `Clone` handle; every method takes `&self`.
@@ -252,6 +255,7 @@ impl PatStore {
                 watch,
                 snapshot: RwLock::new(Arc::new(Snapshot::of(records))),
                 writer: Mutex::new(()),
+                reloading: Mutex::new(()),
             }),
         })
     }
@@ -278,6 +282,11 @@ impl PatStore {
 
     /// Re-reads the file when another process (or this one) changed it since the last look.
     fn refresh(&self) {
+        let _one_at_a_time = self
+            .shared
+            .reloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if !self.shared.watch.changed() {
             return;
         }

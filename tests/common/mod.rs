@@ -11,6 +11,7 @@
 
 #[macro_use]
 pub mod browser;
+pub mod http;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
