@@ -1,6 +1,7 @@
 //! The Streamable HTTP mode, from outside: what a remote client (or an attacker on the network)
 //! sees in status codes, headers and bodies, and what the audit log records. S22–S26 of the
 //! security requirements.
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -420,4 +421,252 @@ fn a_listener_off_loopback_needs_tls_or_a_proxy() {
         stderr.contains("http.tls_cert") && stderr.contains("http.behind_proxy"),
         "{stderr}"
     );
+}
+
+/// Browser contexts over HTTP: opened through a transport session, they close with it; every
+/// context closes when unused; pages may not reach private networks unless the operator says so;
+/// SIGTERM leaves no Chromium behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_contexts_end_with_their_transport_session_and_at_sigterm() {
+    require_chromium!("browser_contexts_end_with_their_transport_session_and_at_sigterm");
+    let site = common::browser::TestSite::start();
+    let mut server = start(&[("alice", "user")], &[]);
+    let alice = server.client("alice");
+
+    // Over HTTP the browser may not reach loopback or private addresses by default.
+    let stateless = alice
+        .call_ok(None, "create-browser-context", json!({}))
+        .await;
+    let context = stateless["contextId"].as_str().unwrap().to_owned();
+    let blocked = alice
+        .call_err(
+            None,
+            "browser-navigate",
+            json!({"contextId": context, "url": site.url("/")}),
+            "NAVIGATION_BLOCKED",
+        )
+        .await;
+    assert_eq!(blocked["rule"], "private-network", "{blocked}");
+    site.assert_untouched("a private address over HTTP");
+
+    let session = alice.initialize().await;
+    let opened = alice
+        .call_ok(Some(&session), "create-browser-context", json!({}))
+        .await;
+    let through_session = opened["contextId"].as_str().unwrap().to_owned();
+    let listed = alice
+        .call_ok(None, "list-browser-contexts", json!({}))
+        .await;
+    assert_eq!(listed["contexts"].as_array().unwrap().len(), 2, "{listed}");
+    let deleted = alice.send(reqwest::Method::DELETE, Some(&session)).await;
+    assert!(deleted.status < 300, "{}", deleted.text);
+    let closed = server.wait_for_audit("context closed with its transport session", |l| {
+        l["event"] == "context.close" && l["detail"]["contextId"] == json!(through_session)
+    });
+    assert_eq!(closed["detail"]["reason"], "transport session ended");
+    let listed = alice
+        .call_ok(None, "list-browser-contexts", json!({}))
+        .await;
+    let left: Vec<&str> = listed["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contextId"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec![context.as_str()], "the stateless context stays");
+
+    let browsers = common::browser::browser_processes(&server.data_dir);
+    assert!(!browsers.is_empty(), "no Chromium found for the server");
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        server.stderr()
+    );
+    let left = common::browser::survivors(&browsers, Duration::from_secs(10));
+    assert!(left.is_empty(), "Chromium outlived the server: {left:?}");
+    server.wait_for_audit("stop", |l| l["event"] == "server.stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_contexts_close_and_private_networks_can_be_allowed() {
+    require_chromium!("unused_contexts_close_and_private_networks_can_be_allowed");
+    let site = common::browser::TestSite::start();
+    let server = start(
+        &[("alice", "user")],
+        &[
+            "browser.allow_private_networks=true",
+            "browser.context_idle_timeout=1",
+            "sweep_interval=1",
+        ],
+    );
+    let alice = server.client("alice");
+    let opened = alice
+        .call_ok(None, "create-browser-context", json!({}))
+        .await;
+    let context = opened["contextId"].as_str().unwrap().to_owned();
+    let page = alice
+        .call_ok(
+            None,
+            "browser-navigate",
+            json!({"contextId": context, "url": site.url("/")}),
+        )
+        .await;
+    assert!(
+        page["url"].as_str().unwrap().starts_with(&site.origin()),
+        "{page}"
+    );
+    let closed = server.wait_for_audit("idle context", |l| {
+        l["event"] == "context.close" && l["detail"]["contextId"] == json!(context)
+    });
+    assert_eq!(closed["detail"]["reason"], "idle");
+    alice
+        .call_err(
+            None,
+            "browser-read",
+            json!({"contextId": context}),
+            "CONTEXT_NOT_FOUND",
+        )
+        .await;
+}
+
+#[test]
+fn tls_serves_https_with_the_configured_certificate() {
+    let (temp, _, _) = common::temp_dirs();
+    let cert = temp.path().join("cert.pem");
+    let key = temp.path().join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Some(made) = made.ok().filter(|o| o.status.success()) else {
+        assert!(
+            !common::in_ci(),
+            "openssl is needed to make a test certificate under CI"
+        );
+        common::skip_loudly(
+            "tls_serves_https_with_the_configured_certificate",
+            "no openssl",
+        );
+        return;
+    };
+    drop(made);
+    let cert_set = format!("http.tls_cert={}", cert.display());
+    let key_set = format!("http.tls_key={}", key.display());
+    let server = start(&[("alice", "user")], &[&cert_set, &key_set]);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let token = server.token("alice");
+    let curl = |extra: &[&str]| {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+                "--cacert",
+            ])
+            .arg(&cert);
+        command.args(extra);
+        command.output()
+    };
+    let Ok(health) = curl(&[&format!("{}/healthz", server.base)]) else {
+        assert!(!common::in_ci(), "curl is needed for the TLS test under CI");
+        common::skip_loudly(
+            "tls_serves_https_with_the_configured_certificate",
+            "no curl",
+        );
+        return;
+    };
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    let body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    let auth = format!("Authorization: Bearer {token}");
+    let init = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Accept: application/json, text/event-stream",
+        "-d",
+        body,
+        &server.url,
+    ])
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&init.stdout), "200");
+    let anonymous = curl(&["-X", "POST", "-d", body, &server.url]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
+    // Plain HTTP on the TLS port gets nothing served.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg(server.base.replace("https://", "http://") + "/healthz")
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_accounted() {
+    let server = start(
+        &[("alice", "user")],
+        &[
+            "http.behind_proxy=true",
+            "http.trusted_proxies=[\"127.0.0.1\"]",
+            "http.failed_auth_per_minute=2",
+        ],
+    );
+    let forged = Client::new(&server.url, Some(format!("mcps_{}", "2".repeat(64))));
+    for _ in 0..2 {
+        let answer = forged
+            .initialize_raw(&[("x-forwarded-for", "203.0.113.7")])
+            .await;
+        assert_eq!(answer.status, 401);
+    }
+    // That client is out of budget; another behind the same proxy is not.
+    let spent = forged
+        .initialize_raw(&[("x-forwarded-for", "203.0.113.7")])
+        .await;
+    assert_eq!(spent.status, 429);
+    let other = forged
+        .initialize_raw(&[("x-forwarded-for", "203.0.113.8")])
+        .await;
+    assert_eq!(other.status, 401);
+    let line = server.wait_for_audit("forwarded 401", |l| {
+        l["event"] == "http.unauthorized" && l["detail"]["address"] == "203.0.113.7"
+    });
+    assert_eq!(line["detail"]["transport"], "http");
 }

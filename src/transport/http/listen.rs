@@ -82,8 +82,7 @@ pub async fn run(
     })?;
     // The one line that says where the server is (tests read it to find a free port's number).
     tracing::warn!(
-        "serving MCP over HTTP{} at {}://{bound}/mcp",
-        if tls.is_some() { "S" } else { "" },
+        "serving MCP over HTTP at {}://{bound}/mcp",
         if tls.is_some() { "https" } else { "http" }
     );
     let graceful = GracefulShutdown::new();
