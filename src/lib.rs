@@ -10,7 +10,9 @@
 //! - `app` — the composition root: builds every part from the configuration, wires them, runs
 //!   the sweeper and shuts down in order. Uses everything below.
 //! - `transport` — how MCP messages reach the tools: the stdio line transport and its read-ahead
-//!   bound. Uses rmcp only.
+//!   bound; the Streamable HTTP mode (Host/Origin guard, bearer authentication, transport sessions
+//!   bound to their principal, the accept loop). Uses `server` (the handler, the principal, the
+//!   shared state) and what it holds.
 //! - `server` — the MCP tools: the rmcp handler, argument validation, tools/list, who calls, and
 //!   the state the tools share. Uses `sessions`, `browser`, `audit`, `auth`, `config`.
 //! - `sessions` — who is logged in, until when: the session types and the in-memory store. Uses

@@ -358,6 +358,32 @@ async fn a_step_up_login_gives_an_access_token_for_this_server() {
     let jwt = Client::new(&server.url, Some(access));
     let me = jwt.call_ok(None, "get-session", json!({})).await;
     assert_eq!(me["sessionId"], created["sessionId"]);
+    // A token of this server's key for another audience (the stdio default) is refused; the same
+    // claims re-signed for this server's URL are accepted, so it is the audience that decides.
+    let key = std::fs::read(server.data_dir.join("jwt.key")).unwrap();
+    let access = created["tokens"]["accessToken"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(access).unwrap();
+    let mut claims = common::jwt_claims(access);
+    let sign = |claims: &Value| {
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(&key),
+        )
+        .unwrap()
+    };
+    let resigned = Client::new(&server.url, Some(sign(&claims)));
+    assert_eq!(
+        resigned
+            .call_raw(None, "get-session", json!({}))
+            .await
+            .status,
+        200
+    );
+    claims["aud"] = json!("mcp-sessions");
+    let elsewhere = Client::new(&server.url, Some(sign(&claims)));
+    let refused = elsewhere.call_raw(None, "get-session", json!({})).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
     // Only the bearer's own user may be logged in this way.
     alice
         .call_err(
