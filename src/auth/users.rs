@@ -237,13 +237,71 @@ struct Shared {
     /// Password verifications allowed at once: one fewer than the cores (at least one), so a
     /// core stays free for the tools.
     verifiers: tokio::sync::Semaphore,
+    /// The threads that run them, started on the first login: threads of their own, so that no
+    /// flood of other blocking work (browser calls on the runtime's blocking pool) delays a login.
+    threads: std::sync::OnceLock<VerifierThreads>,
     snapshot: RwLock<Arc<Snapshot>>,
+}
+
+type VerifyJob = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads taking password checks from one queue.
+struct VerifierThreads {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<VerifyJob>>,
+}
+
+impl VerifierThreads {
+    fn start(count: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<VerifyJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..count {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!("cannot start a password-check thread: {e}");
+            }
+        }
+        Self {
+            jobs: std::sync::Mutex::new(jobs),
+        }
+    }
+
+    /// Runs `check` on one of the threads; `false` if none can take it.
+    async fn run(&self, check: impl FnOnce() -> bool + Send + 'static) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: VerifyJob = Box::new(move || {
+            let _ = tx.send(check());
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job);
+        sent.is_ok() && rx.await.unwrap_or(false)
+    }
 }
 
 /// Read access to the users, reloaded when the file changes. A cheap `Clone` handle.
 #[derive(Clone)]
 pub struct UserStore {
     shared: Arc<Shared>,
+}
+
+/// Password verifications at once: one fewer than the cores (at least one).
+fn verifier_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 impl UserStore {
@@ -253,11 +311,8 @@ impl UserStore {
             shared: Arc::new(Shared {
                 path,
                 demo,
-                verifiers: tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism()
-                        .map_or(1, |n| n.get().saturating_sub(1))
-                        .max(1),
-                ),
+                verifiers: tokio::sync::Semaphore::new(verifier_count()),
+                threads: std::sync::OnceLock::new(),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
             }),
         };
@@ -342,9 +397,13 @@ impl UserStore {
         let Ok(_permit) = self.shared.verifiers.acquire().await else {
             return None;
         };
-        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let threads = self
+            .shared
+            .threads
+            .get_or_init(|| VerifierThreads::start(verifier_count()));
+        let verified = threads
+            .run(move || verify_password(&password, &hash))
+            .await;
         user.filter(|u| verified && !u.disabled)
     }
 }
