@@ -436,6 +436,7 @@ async fn fifty_concurrent_users_see_only_their_own() {
 fn a_listener_off_loopback_needs_tls_or_a_proxy() {
     let (_temp, data, config) = common::temp_dirs();
     let out = std::process::Command::new(common::BIN)
+        .env_clear()
         .env("MCP_SESSIONS_DATA_DIR", &data)
         .env("MCP_SESSIONS_CONFIG_DIR", &config)
         .args(["serve", "--http", "0.0.0.0:0"])

@@ -190,7 +190,8 @@ fn s20_wrong_missing_and_unknown_arguments_name_the_field() {
             json!({"username": "u".repeat(65), "password": "demo123!"}),
             "username",
         ),
-        ("get-session", json!({}), "sessionId"),
+        // sessionId may be left out (the caller's own session); a wrong one is still named.
+        ("get-session", json!({"sessionId": 5}), "sessionId"),
         (
             "get-session",
             json!({"sessionId": "0".repeat(64), "extra": true}),

@@ -1551,3 +1551,21 @@ fn with_a_bootstrap_user_a_session_id_never_acts_as_another_user() {
     assert_eq!(as_admin["username"], "admin");
     assert_eq!(server.close(), Some(0));
 }
+
+#[test]
+fn get_and_delete_session_without_a_session_id_act_on_the_callers_own() {
+    let mut server = Server::start(Setup::demo());
+    let created = server.login("demo", "demo123!");
+    let token = access_token(&created);
+    let me = server.call_ok("get-session", json!({"accessToken": token}));
+    assert_eq!(me["sessionId"], created["sessionId"]);
+    // No credential at all, and no bootstrap user: refused, not guessed.
+    server.call_err("get-session", json!({}), "AUTH_FAILED");
+    let deleted = server.call_ok("delete-session", json!({"accessToken": token}));
+    assert_eq!(deleted["sessionId"], created["sessionId"]);
+    server.call_err(
+        "get-session",
+        json!({"sessionId": session_id(&created)}),
+        "SESSION_NOT_FOUND",
+    );
+}

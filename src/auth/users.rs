@@ -401,9 +401,7 @@ impl UserStore {
             .shared
             .threads
             .get_or_init(|| VerifierThreads::start(verifier_count()));
-        let verified = threads
-            .run(move || verify_password(&password, &hash))
-            .await;
+        let verified = threads.run(move || verify_password(&password, &hash)).await;
         user.filter(|u| verified && !u.disabled)
     }
 }
