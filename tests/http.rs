@@ -218,6 +218,8 @@ async fn caps_answer_429_with_retry_after() {
     let answer = forged.initialize_raw(&[]).await;
     assert_eq!(answer.status, 429);
     assert!(answer.header("retry-after").is_some());
+    // A valid token from the same address is still served.
+    limited.client("alice").initialize().await;
 }
 
 #[tokio::test]
@@ -504,6 +506,8 @@ async fn browser_contexts_end_with_their_transport_session_and_at_sigterm() {
 
     let browsers = common::browser::browser_processes(&server.data_dir);
     assert!(!browsers.is_empty(), "no Chromium found for the server");
+    let open_at_exit = alice.initialize().await;
+    assert!(!open_at_exit.is_empty());
     let status = server.terminate();
     assert!(
         status.success(),
@@ -513,6 +517,9 @@ async fn browser_contexts_end_with_their_transport_session_and_at_sigterm() {
     let left = common::browser::survivors(&browsers, Duration::from_secs(10));
     assert!(left.is_empty(), "Chromium outlived the server: {left:?}");
     server.wait_for_audit("stop", |l| l["event"] == "server.stop");
+    server.wait_for_audit("session open at exit", |l| {
+        l["event"] == "http.session.end" && l["detail"]["reason"] == "closed"
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

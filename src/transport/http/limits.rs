@@ -1,6 +1,6 @@
 //! Per-address budgets over a fixed window: transport sessions opened, and requests without a
 //! valid bearer token. A client past its budget is told when the window ends (429 with
-//! `Retry-After`); its requests cost nothing more until then.
+//! `Retry-After`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,14 +35,6 @@ impl RateWindow {
             .saturating_sub(now_ms)
             .div_ceil(1000)
             .max(1)
-    }
-
-    /// Whether `address` has used its budget: the seconds until it may try again.
-    pub fn exhausted(&self, address: IpAddr, now_ms: u64) -> Option<u64> {
-        let counts = self.lock();
-        let (start, count) = *counts.get(&address)?;
-        (now_ms < start + self.window_ms && count >= self.per_window)
-            .then(|| self.retry_after(start, now_ms))
     }
 
     /// Counts one event of `address`; refused (with the seconds to wait) past the budget.
@@ -82,14 +74,13 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limit.hit(a, 1_000).is_ok());
         assert!(limit.hit(a, 2_000).is_ok());
-        assert_eq!(limit.exhausted(a, 3_000), Some(58));
         assert_eq!(limit.hit(a, 3_000), Err(58));
+        assert_eq!(limit.hit(a, 3_500), Err(58));
         assert!(
             limit.hit(b, 3_000).is_ok(),
             "another address has its own budget"
         );
-        assert_eq!(limit.exhausted(a, 61_000), None);
-        assert!(limit.hit(a, 61_000).is_ok());
+        assert!(limit.hit(a, 61_000).is_ok(), "a new window");
         limit.prune(200_000);
         assert!(limit.lock().is_empty());
     }

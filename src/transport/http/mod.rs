@@ -175,13 +175,6 @@ async fn mcp_layer(State(front): State<Arc<Front>>, mut request: Request, next: 
         .extensions()
         .get::<ClientAddress>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.0);
-    if let Some(retry_after) = front.failures.exhausted(address, now) {
-        front.audit_refusal("http.unauthorized", address, "too many failed requests");
-        return too_many(
-            retry_after,
-            "too many requests without a valid token from this address; wait, then send a valid token",
-        );
-    }
     let verified = if bearer::token_in_query(request.uri().query()) {
         Err(bearer::Unauthenticated::InQuery)
     } else {
@@ -191,7 +184,15 @@ async fn mcp_layer(State(front): State<Arc<Front>>, mut request: Request, next: 
     let bearer = match verified {
         Ok(bearer) => bearer,
         Err(why) => {
-            let _ = front.failures.hit(address, now);
+            // A valid token is always served (checking one costs a hash); past its budget of
+            // failures an address gets 429 until the window ends, whatever else it tries.
+            if let Err(retry_after) = front.failures.hit(address, now) {
+                front.audit_refusal("http.unauthorized", address, "too many failed requests");
+                return too_many(
+                    retry_after,
+                    "too many requests without a valid token from this address; wait, then send a valid token",
+                );
+            }
             return front.unauthorized(address, why);
         }
     };
@@ -341,15 +342,7 @@ async fn ended_sessions(state: Arc<ServerState>, mut ended: UnboundedReceiver<En
         reason,
     }) = ended.recv().await
     {
-        state.audit.record_or_log(
-            AuditEvent::new("http.session.end", "success", &[nist::AC_12, nist::AU_3])
-                .user(&binding.user_id, &binding.username)
-                .detail(json!({
-                    "transport": "http",
-                    "transportSession": state.audit.session_hash(&id),
-                    "reason": reason.as_str(),
-                })),
-        );
+        audit_end(&state, &id, &binding, reason);
         for (owner, context) in state.browser.close_transport(&id).await {
             state.audit.record_or_log(
                 AuditEvent::new("context.close", "success", &[nist::AC_12, nist::AU_3])
@@ -359,6 +352,18 @@ async fn ended_sessions(state: Arc<ServerState>, mut ended: UnboundedReceiver<En
             );
         }
     }
+}
+
+fn audit_end(state: &ServerState, id: &str, binding: &Binding, reason: sessions::EndReason) {
+    state.audit.record_or_log(
+        AuditEvent::new("http.session.end", "success", &[nist::AC_12, nist::AU_3])
+            .user(&binding.user_id, &binding.username)
+            .detail(json!({
+                "transport": "http",
+                "transportSession": state.audit.session_hash(id),
+                "reason": reason.as_str(),
+            })),
+    );
 }
 
 /// How the HTTP mode is started.
@@ -464,6 +469,7 @@ pub async fn serve(
     }));
     let grace = Duration::from_secs(config.shutdown_grace);
     let drain_front = front.clone();
+    let drain_state = state.clone();
     let drained = async move {
         loop {
             let notified = drain_front.drained.notified();
@@ -484,7 +490,9 @@ pub async fn serve(
                 tracing::warn!("calls still in flight after http.shutdown_grace; stopping them");
             }
             cancel.cancel();
-            sessions.end_all();
+            for ended in sessions.end_all() {
+                audit_end(&drain_state, &ended.id, &ended.binding, ended.reason);
+            }
         },
     )
     .await

@@ -216,12 +216,24 @@ impl TransportSessions {
         });
     }
 
-    /// Ends every session (the server is stopping).
-    pub fn end_all(&self) {
-        let ids: Vec<SessionId> = self.map().keys().cloned().collect();
-        for id in ids {
-            self.end(&id, EndReason::Closed);
-        }
+    /// Ends every session (the server is stopping) and returns them, for the caller to audit:
+    /// the task that reports endings is about to stop.
+    pub fn end_all(&self) -> Vec<Ended> {
+        let entries: Vec<(SessionId, Arc<Entry>)> = self.map().drain().collect();
+        entries
+            .into_iter()
+            .map(|(id, entry)| {
+                let handle = entry.handle.clone();
+                tokio::spawn(async move {
+                    let _ = handle.close().await;
+                });
+                Ended {
+                    id,
+                    binding: entry.binding.clone(),
+                    reason: EndReason::Closed,
+                }
+            })
+            .collect()
     }
 
     fn new_id() -> Result<SessionId, TransportError> {
