@@ -1516,7 +1516,7 @@ async fn transport_session_memory(
     let live = server.memory()?;
     let per_session = live.rss.saturating_sub(before.rss) as f64 / count as f64;
     report.row(
-        &format!("RSS before ({} sessions opened, deleted first)", warm.len()),
+        &format!("RSS before ({} opened and deleted first)", warm.len()),
         format!("{}  ({} threads)", megabytes(before.rss), before.threads),
         None,
     );
