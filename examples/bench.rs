@@ -1,11 +1,12 @@
 //! `cargo run --release --example bench`: the performance figures of the server, measured from
-//! outside over stdio (newline-delimited JSON-RPC on pipes, as a host speaks it), printed next
-//! to their targets.
+//! outside over stdio (newline-delimited JSON-RPC on pipes, as a host speaks it) and over HTTP on
+//! loopback (section `http`), printed next to their targets and beside references measured in the
+//! same run (a bare rmcp echo server, a bare hyper server).
 //!
 //! A benchmark, not a test: it fails only when the server misbehaves, never because a figure
-//! misses its target. The client here is a bare line client (no MCP SDK) so that the figures are
-//! the server's, not a client library's. Each section starts its own server with throw-away
-//! directories.
+//! misses its target. The clients here are a bare line client and bare hyper connections (no MCP
+//! SDK) so that the figures are the server's, not a client library's. Each section starts its own
+//! server with throw-away directories.
 
 mod common;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use hyper::body::Bytes;
 use serde_json::{Value, json};
 
 use common::Scratch;
@@ -32,6 +34,8 @@ struct Sizes {
     cold_starts: usize,
     sequential_calls: usize,
     pipelined_calls: usize,
+    /// Rounds of the pipelined calls, taking turns with the echo server's.
+    pipelined_rounds: usize,
     real_logins: usize,
     burst_logins: usize,
     probe_interval: Duration,
@@ -43,12 +47,18 @@ struct Sizes {
     browser_new_contexts: usize,
     browser_navigations: usize,
     browser_screenshots: usize,
+    /// How long each HTTP client count runs, after its warm-up.
+    http_run: Duration,
+    http_transport_sessions: usize,
+    http_probe_clients: usize,
+    http_probe_interval: Duration,
 }
 
 const SIZES: Sizes = Sizes {
     cold_starts: 20,
     sequential_calls: 2_000,
     pipelined_calls: 20_000,
+    pipelined_rounds: 3,
     real_logins: 20,
     burst_logins: 100,
     probe_interval: Duration::from_millis(2),
@@ -60,6 +70,10 @@ const SIZES: Sizes = Sizes {
     browser_new_contexts: 20,
     browser_navigations: 30,
     browser_screenshots: 30,
+    http_run: Duration::from_secs(3),
+    http_transport_sessions: 1_000,
+    http_probe_clients: 10,
+    http_probe_interval: Duration::from_millis(5),
 };
 
 /// Contexts open (each showing the bench's page) when the browser's memory is measured; the
@@ -89,7 +103,10 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let binary = common::server_binary()?;
     let started = Instant::now();
-    println!("mcp-sessions bench: figures measured over stdio pipes from a bare JSON-RPC client");
+    println!(
+        "mcp-sessions bench: figures measured over stdio pipes from a bare JSON-RPC client, and over\n\
+         HTTP on 127.0.0.1 from bare hyper connections"
+    );
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("server: {}  machine: {cpus} CPUs", binary.display());
     if let Some(load) = load_average() {
@@ -103,10 +120,11 @@ fn run() -> anyhow::Result<()> {
 
     // `cargo run --release --example bench -- start browser` runs only the sections named.
     type Section = fn(&Path, &mut Report) -> anyhow::Result<()>;
-    let sections: [(&str, Section); 5] = [
+    let sections: [(&str, Section); 6] = [
         ("start", start_up),
         ("calls", calls_and_logins),
         ("sessions", many_sessions),
+        ("http", http),
         ("browser", browser),
         ("churn", churn),
     ];
@@ -295,6 +313,35 @@ fn start_up(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
         ),
         Some(Target::at_most_ms(stats.median(), 5.0)),
     );
+    // The reference: what spawning an rmcp server and its handshake cost here, with nothing else.
+    let mut times = Vec::with_capacity(SIZES.cold_starts);
+    for run in 0..=SIZES.cold_starts {
+        let spawned = Instant::now();
+        let mut echo = Server::spawn_echo(&scratch)?;
+        echo.initialize()?;
+        let elapsed = spawned.elapsed();
+        if run > 0 {
+            times.push(elapsed);
+        }
+        echo.close()?;
+    }
+    let echo = Stats::of(times);
+    report.row(
+        "  reference: bare rmcp echo server, same way",
+        format!(
+            "median {}  p90 {}  ({} runs)",
+            ms(echo.median()),
+            ms(echo.percentile(90.0)),
+            echo.len()
+        ),
+        None,
+    );
+    let ratio = stats.median().as_secs_f64() / echo.median().as_secs_f64();
+    report.row(
+        "cold start ÷ the echo server's (medians)",
+        format!("{ratio:.2}×"),
+        Some(Target::at_most(ratio, 2.0, "2×")),
+    );
 
     let mut server = Server::spawn(binary, &scratch, &["--demo"])?;
     server.initialize()?;
@@ -349,24 +396,47 @@ fn calls_and_logins(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
     })?;
     report.row("sequential round trip", p50_p99(&stats), None);
 
-    let requests: Vec<Vec<u8>> = (0..SIZES.pipelined_calls)
-        .map(|_| server.tool_request("get-session", &get_session))
-        .collect();
+    // The same pipeline into a bare rmcp server whose one tool answers at once: what the stdio
+    // transport and rmcp's dispatch cost here, without authentication, validation or the store.
+    // The two take turns, and each keeps its best round: a neighbour's burst of CPU use during
+    // one round then moves neither figure nor their ratio.
+    let mut echo = Server::spawn_echo(&scratch)?;
+    echo.initialize()?;
+    let echo_arguments = json!({"text": "a line about as long as a session id is, to echo back"});
     let before = server.memory()?;
-    let batch = server.pipeline(&requests, usize::MAX)?;
-    batch.expect_no_errors("get-session")?;
-    let rate = SIZES.pipelined_calls as f64 / batch.elapsed.as_secs_f64();
-    report.row(
-        "pipelined throughput",
-        format!(
-            "{} calls/s  ({} calls in {})",
-            thousands(rate),
-            SIZES.pipelined_calls,
-            ms(batch.elapsed)
-        ),
-        Some(Target::at_least(rate, 30_000.0, "30k calls/s")),
-    );
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..SIZES.pipelined_rounds {
+        let requests: Vec<Vec<u8>> = (0..SIZES.pipelined_calls)
+            .map(|_| server.tool_request("get-session", &get_session))
+            .collect();
+        let batch = server.pipeline(&requests, usize::MAX)?;
+        batch.expect_no_errors("get-session")?;
+        ours.push(batch.elapsed);
+        let requests: Vec<Vec<u8>> = (0..SIZES.pipelined_calls)
+            .map(|_| echo.tool_request("echo", &echo_arguments))
+            .collect();
+        let batch = echo.pipeline(&requests, usize::MAX)?;
+        batch.expect_no_errors("echo")?;
+        bare.push(batch.elapsed);
+    }
+    echo.close()?;
     let after = server.memory()?;
+    let (ours, bare) = (Stats::of(ours), Stats::of(bare));
+    let rate = |elapsed: Duration| SIZES.pipelined_calls as f64 / elapsed.as_secs_f64();
+    let rounds = |stats: &Stats| {
+        format!(
+            "{} calls/s  (best of {}; worst {})",
+            thousands(rate(stats.percentile(0.0))),
+            stats.len(),
+            thousands(rate(stats.max()))
+        )
+    };
+    let best = rate(ours.percentile(0.0));
+    report.row(
+        &format!("pipelined throughput ({} calls)", SIZES.pipelined_calls),
+        rounds(&ours),
+        Some(Target::at_least(best, 30_000.0, "30k calls/s")),
+    );
     report.row(
         "RSS before → after the pipelined calls",
         format!(
@@ -377,6 +447,18 @@ fn calls_and_logins(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
             after.threads
         ),
         None,
+    );
+    let echo_best = rate(bare.percentile(0.0));
+    report.row(
+        "  reference: pipelined echo, bare rmcp server",
+        rounds(&bare),
+        None,
+    );
+    let ratio = best / echo_best;
+    report.row(
+        "pipelined get-session ÷ pipelined echo",
+        format!("{ratio:.2}×  (best rounds)"),
+        Some(Target::at_least(ratio, 0.5, "0.5×")),
     );
 
     report.section("create-session with the real argon2id parameters (m=19456 KiB, t=2, p=1)");
@@ -1277,6 +1359,867 @@ fn describe_processes(pids: &[u32]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Over HTTP
+
+/// Client counts the HTTP section measures get-session at, each client one connection.
+const HTTP_CLIENT_COUNTS: [usize; 3] = [1, 10, 100];
+
+/// The HTTP mode: authenticated get-session over keep-alive connections at 1, 10 and 100 clients
+/// beside a bare hyper server answering the same bytes, the memory of idle 2025-11-25 transport
+/// sessions, and get-session latency while a burst of logins hashes passwords.
+fn http(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let largest = HTTP_CLIENT_COUNTS[HTTP_CLIENT_COUNTS.len() - 1];
+    report.section(&format!(
+        "HTTP (serve --http on 127.0.0.1; stateless {STATELESS} tools/call, one personal access\n\
+         token per user, each client one keep-alive HTTP/1.1 connection of its own; {} users with\n\
+         cheap hashes)",
+        largest
+    ));
+    let scratch = Scratch::new("bench-http")?;
+    let users = BenchUsers::write(&scratch, largest)?;
+    let args = [
+        "--set".to_owned(),
+        "http.allow_password_login=true".to_owned(),
+        "--set".to_owned(),
+        "login_rate_per_minute=1000000000".to_owned(),
+        "--set".to_owned(),
+        format!(
+            "http.max_sessions_per_user={}",
+            SIZES.http_transport_sessions.div_ceil(users.count) + 5
+        ),
+        "--set".to_owned(),
+        format!("http.max_sessions={}", SIZES.http_transport_sessions * 2),
+        "--set".to_owned(),
+        "http.session_create_per_minute=1000000000".to_owned(),
+        // The sweeper hands freed memory back to the system; once a second here.
+        "--set".to_owned(),
+        "sweep_interval=1".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = HttpServer::spawn(binary, &scratch, &args)?;
+    let tokens_made = Instant::now();
+    let tokens = (0..users.count)
+        .map(|n| server.token(&scratch, &users.name(n)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let admin = server.token(&scratch, BenchUsers::ADMIN)?;
+    println!(
+        "  ({} tokens made with `token create` in {:.1} s)",
+        tokens.len() + 1,
+        tokens_made.elapsed().as_secs_f64()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the bench's async runtime")?;
+    let outcome = runtime.block_on(http_figures(&server, &tokens, &admin, report));
+    drop(runtime);
+    outcome?;
+    server.stop()?;
+    println!(
+        "  (HTTP section took {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn http_figures(
+    server: &HttpServer,
+    tokens: &[String],
+    admin: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let address = server.address;
+    let get_session: Vec<Call> = tokens
+        .iter()
+        .map(|token| Call::stateless(address, token, "get-session", &json!({})))
+        .collect();
+    // Each token's first call makes its bearer's session; every figure below is of later calls.
+    let mut first_answer = None;
+    for call in &get_session {
+        let mut connection = Connection::open(address).await?;
+        let answer = connection.send(call.request()).await?;
+        answer.tool_result("get-session")?;
+        first_answer.get_or_insert(answer);
+    }
+    let first_answer = first_answer.context("no user to call get-session as")?;
+
+    transport_session_memory(server, tokens, report).await?;
+
+    let mut rates = Vec::with_capacity(HTTP_CLIENT_COUNTS.len());
+    for clients in HTTP_CLIENT_COUNTS {
+        let load = closed_loop(address, &get_session[..clients], SIZES.http_run).await?;
+        let target = match clients {
+            10 => Some(Target::at_most_ms(load.latencies.percentile(99.0), 10.0)),
+            100 => Some(Target::at_least(load.rate(), 10_000.0, "10k calls/s")),
+            _ => None,
+        };
+        report.row(
+            &format!(
+                "get-session, {clients} client{}",
+                if clients == 1 { "" } else { "s" }
+            ),
+            load.summary(),
+            target,
+        );
+        rates.push(load.rate());
+    }
+
+    // The reference: a bare hyper server on this machine that reads each request whole and
+    // answers with the bytes get-session answered, so that the ratio is what our layers, rmcp
+    // and the tool cost over HTTP itself.
+    let reference = ReferenceServer::start(&first_answer)?;
+    let mut reference_rates = Vec::with_capacity(HTTP_CLIENT_COUNTS.len());
+    for clients in HTTP_CLIENT_COUNTS {
+        let calls: Vec<Call> = get_session[..clients]
+            .iter()
+            .map(|call| call.to(reference.address))
+            .collect();
+        let load = closed_loop(reference.address, &calls, SIZES.http_run).await?;
+        report.row(
+            &format!("  reference: bare hyper, {clients} client(s)"),
+            load.summary(),
+            None,
+        );
+        reference_rates.push(load.rate());
+    }
+    drop(reference);
+    let ratios: Vec<String> = HTTP_CLIENT_COUNTS
+        .iter()
+        .zip(rates.iter().zip(&reference_rates))
+        .map(|(clients, (ours, bare))| format!("{:.2}× at {clients}", ours / bare))
+        .collect();
+    report.row("calls/s ÷ the bare hyper server's", ratios.join(", "), None);
+
+    login_burst_over_http(address, &get_session, admin, report).await
+}
+
+/// RSS per idle 2025-11-25 transport session (initialize and notifications/initialized, the id
+/// kept), and after every one of them is deleted again.
+async fn transport_session_memory(
+    server: &HttpServer,
+    tokens: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let count = SIZES.http_transport_sessions;
+    // Warm-up, so the baseline includes what the first sessions allocate once for all.
+    let warm = open_transport_sessions(server.address, tokens, count / 10).await?;
+    delete_transport_sessions(server.address, &warm).await?;
+    // Two sweeps: the sessions' memory is handed back to the system.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let before = server.memory()?;
+    let opened = Instant::now();
+    let sessions = open_transport_sessions(server.address, tokens, count).await?;
+    let opening = opened.elapsed();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let live = server.memory()?;
+    let per_session = live.rss.saturating_sub(before.rss) as f64 / count as f64;
+    report.row(
+        &format!("RSS before ({} opened and deleted first)", warm.len()),
+        format!("{}  ({} threads)", megabytes(before.rss), before.threads),
+        None,
+    );
+    report.row(
+        &format!(
+            "RSS with {} idle transport sessions",
+            thousands(count as f64)
+        ),
+        format!(
+            "{}  ({} threads; opened in {})",
+            megabytes(live.rss),
+            live.threads,
+            ms(opening)
+        ),
+        None,
+    );
+    report.row(
+        "KiB per idle transport session",
+        format!(
+            "{:.2} KiB  ((RSS_{} − RSS_0) / {count})",
+            per_session / 1024.0,
+            short_count(count)
+        ),
+        Some(Target::at_most(per_session, 8.0 * 1024.0, "8 KiB")),
+    );
+    delete_transport_sessions(server.address, &sessions).await?;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let after = server.memory()?;
+    let ratio = after.rss as f64 / before.rss as f64;
+    report.row(
+        "RSS after DELETE of every one",
+        format!(
+            "{}  ({:+.1}% of before)",
+            megabytes(after.rss),
+            (ratio - 1.0) * 100.0
+        ),
+        Some(Target::at_most(ratio, 1.10, "before + 10%")),
+    );
+    Ok(())
+}
+
+/// A transport session's id and the token that opened it (which every later request must carry).
+struct TransportSession {
+    id: String,
+    authorization: http::HeaderValue,
+}
+
+/// Opens `count` transport sessions over 10 connections, the users' tokens in turn.
+async fn open_transport_sessions(
+    address: std::net::SocketAddr,
+    tokens: &[String],
+    count: usize,
+) -> anyhow::Result<Vec<TransportSession>> {
+    const CONNECTIONS: usize = 10;
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..CONNECTIONS {
+        let mine: Vec<String> = (lane..count)
+            .step_by(CONNECTIONS)
+            .map(|n| tokens[n % tokens.len()].clone())
+            .collect();
+        tasks.spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            let mut opened = Vec::with_capacity(mine.len());
+            for token in mine {
+                opened.push(connection.open_transport_session(address, &token).await?);
+            }
+            anyhow::Ok(opened)
+        });
+    }
+    let mut sessions = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        sessions.extend(joined.context("a session-opening task panicked")??);
+    }
+    Ok(sessions)
+}
+
+async fn delete_transport_sessions(
+    address: std::net::SocketAddr,
+    sessions: &[TransportSession],
+) -> anyhow::Result<()> {
+    const CONNECTIONS: usize = 10;
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..CONNECTIONS {
+        let mine: Vec<(String, http::HeaderValue)> = sessions
+            .iter()
+            .skip(lane)
+            .step_by(CONNECTIONS)
+            .map(|s| (s.id.clone(), s.authorization.clone()))
+            .collect();
+        tasks.spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            for (id, authorization) in mine {
+                let request = http::Request::delete("/mcp")
+                    .header(http::header::HOST, address.to_string())
+                    .header(http::header::AUTHORIZATION, authorization)
+                    .header("mcp-session-id", &id)
+                    .header("mcp-protocol-version", LEGACY)
+                    .body(http_body_util::Full::new(Bytes::new()))?;
+                let answer = connection.send(request).await?;
+                ensure!(
+                    answer.status.is_success(),
+                    "DELETE of a transport session answered {}: {}",
+                    answer.status,
+                    answer.text()
+                );
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a session-deleting task panicked")??;
+    }
+    Ok(())
+}
+
+/// `SIZES.burst_logins` create-session calls at once from one admin client (each on a connection
+/// of its own, for users no one has: an argon2id verification at the real parameters, then
+/// INVALID_CREDENTIALS), while `SIZES.http_probe_clients` other clients call get-session every
+/// `SIZES.http_probe_interval`; the probes are timed for a second before the burst and during it.
+async fn login_burst_over_http(
+    address: std::net::SocketAddr,
+    get_session: &[Call],
+    admin: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let clients = SIZES.http_probe_clients;
+    report.section(&format!(
+        "HTTP burst: {} create-session calls at once from one admin client (unknown users, real\n\
+         argon2id parameters); {clients} other clients call get-session every {} ms",
+        SIZES.burst_logins,
+        SIZES.http_probe_interval.as_millis()
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut probes = tokio::task::JoinSet::new();
+    for call in get_session.iter().take(clients).cloned() {
+        let mut stopped = stopped.clone();
+        probes.spawn(async move {
+            let mut connection = Connection::open(call.address).await?;
+            let mut ticker = tokio::time::interval(SIZES.http_probe_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut samples = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stopped.changed() => return anyhow::Ok(samples),
+                }
+                let sent = Instant::now();
+                connection.send(call.request()).await?.check_tool()?;
+                samples.push((sent, sent.elapsed()));
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let burst_started = Instant::now();
+    let mut logins = tokio::task::JoinSet::new();
+    for n in 0..SIZES.burst_logins {
+        let login = Call::stateless(
+            address,
+            admin,
+            "create-session",
+            &json!({"username": format!("burst{n:04}"), "password": "not-a-password"}),
+        );
+        logins.spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            let answer = connection.send(login.request()).await?;
+            let code = answer.tool_error_code("create-session")?;
+            ensure!(
+                code == "INVALID_CREDENTIALS",
+                "a login of the burst answered {code}, not INVALID_CREDENTIALS"
+            );
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = logins.join_next().await {
+        joined.context("a login task panicked")??;
+    }
+    let burst_ended = Instant::now();
+    stop.send(true)?;
+    let mut quiet = Vec::new();
+    let mut during = Vec::new();
+    while let Some(joined) = probes.join_next().await {
+        for (sent, latency) in joined.context("a probe task panicked")?? {
+            if sent < burst_started {
+                quiet.push(latency);
+            } else if sent < burst_ended {
+                during.push(latency);
+            }
+        }
+    }
+    let (quiet, during) = (Stats::of(quiet), Stats::of(during));
+    report.row("get-session before the burst", p50_p99(&quiet), None);
+    report.row(
+        "get-session during the burst",
+        format!(
+            "p50 {}  p99 {}  max {}  ({} calls)",
+            ms(during.median()),
+            ms(during.percentile(99.0)),
+            ms(during.max()),
+            during.len()
+        ),
+        Some(Target::at_most_ms(during.percentile(99.0), 10.0)),
+    );
+    let duration = burst_ended.duration_since(burst_started);
+    report.row(
+        "the burst itself",
+        format!(
+            "{} logins answered in {}  ({:.0} logins/s)",
+            SIZES.burst_logins,
+            ms(duration),
+            SIZES.burst_logins as f64 / duration.as_secs_f64()
+        ),
+        None,
+    );
+    Ok(())
+}
+
+/// The get-session calls of a closed loop and how long it ran.
+struct Load {
+    latencies: Stats,
+    elapsed: Duration,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} calls/s  p50 {}  p99 {}",
+            thousands(self.rate()),
+            ms(self.latencies.median()),
+            ms(self.latencies.percentile(99.0))
+        )
+    }
+}
+
+/// One client per call in `calls`, each on its own connection: a warm-up, then, all together,
+/// one call after another for `duration`.
+async fn closed_loop(
+    address: std::net::SocketAddr,
+    calls: &[Call],
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    const WARM_UP_CALLS: usize = 20;
+    let (ready, mut readiness) = tokio::sync::mpsc::channel::<()>(calls.len());
+    let (start, started) = tokio::sync::watch::channel(false);
+    let mut clients = tokio::task::JoinSet::new();
+    for call in calls {
+        let call = call.clone();
+        let ready = ready.clone();
+        let mut started = started.clone();
+        clients.spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            for _ in 0..WARM_UP_CALLS {
+                connection.send(call.request()).await?.check_tool()?;
+            }
+            let _ = ready.send(()).await;
+            // The sender goes when another client failed: stop without a figure.
+            started
+                .wait_for(|go| *go)
+                .await
+                .map_err(|_| anyhow!("the load was called off"))?;
+            let deadline = Instant::now() + duration;
+            let mut samples = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                connection.send(call.request()).await?.check_tool()?;
+                samples.push(sent.elapsed());
+            }
+            anyhow::Ok(samples)
+        });
+    }
+    drop(ready);
+    let mut waiting = calls.len();
+    while waiting > 0 {
+        tokio::select! {
+            r = readiness.recv() => {
+                ensure!(r.is_some(), "a client stopped before the load started");
+                waiting -= 1;
+            }
+            Some(joined) = clients.join_next() => {
+                joined.context("a client task panicked")??;
+                bail!("a client finished before the load started");
+            }
+        }
+    }
+    let began = Instant::now();
+    start.send(true)?;
+    let mut samples = Vec::new();
+    while let Some(joined) = clients.join_next().await {
+        samples.extend(joined.context("a client task panicked")??);
+    }
+    Ok(Load {
+        latencies: Stats::of(samples),
+        elapsed: began.elapsed(),
+    })
+}
+
+const LEGACY: &str = "2025-11-25";
+const STATELESS: &str = "2026-07-28";
+
+/// A POST to /mcp made once and sent many times: headers (the bearer's included) and body.
+#[derive(Clone)]
+struct Call {
+    address: std::net::SocketAddr,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Call {
+    /// A stateless (2026-07-28) tools/call, as such a client sends it: the version in a header
+    /// and in `_meta`, the method and tool name in the SEP-2243 headers rmcp checks.
+    fn stateless(
+        address: std::net::SocketAddr,
+        token: &str,
+        tool: &str,
+        arguments: &Value,
+    ) -> Self {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": tool,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": STATELESS,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        }});
+        let mut headers = Self::base_headers(address, token);
+        for (name, value) in [
+            ("mcp-protocol-version", STATELESS),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        Self {
+            address,
+            headers,
+            body: body.to_string().into(),
+        }
+    }
+
+    fn base_headers(address: std::net::SocketAddr, token: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        let values = [
+            (http::header::HOST, address.to_string()),
+            (http::header::AUTHORIZATION, format!("Bearer {token}")),
+            (http::header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                http::header::ACCEPT,
+                "application/json, text/event-stream".to_owned(),
+            ),
+        ];
+        for (name, value) in values {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        headers
+    }
+
+    /// The same call sent to another server.
+    fn to(&self, address: std::net::SocketAddr) -> Self {
+        let mut headers = self.headers.clone();
+        if let Ok(host) = http::HeaderValue::from_str(&address.to_string()) {
+            headers.insert(http::header::HOST, host);
+        }
+        Self {
+            address,
+            headers,
+            body: self.body.clone(),
+        }
+    }
+
+    fn request(&self) -> http::Request<http_body_util::Full<Bytes>> {
+        let mut request = http::Request::new(http_body_util::Full::new(self.body.clone()));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static("/mcp");
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// An HTTP answer read whole.
+struct Answer {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        shorten(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// Cheap enough for every call of a load: a 200 carrying a tool's structured result.
+    fn check_tool(&self) -> anyhow::Result<()> {
+        let body: &[u8] = &self.body;
+        let holds = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        ensure!(
+            self.status == http::StatusCode::OK
+                && holds(b"\"structuredContent\"")
+                && !holds(b"\"isError\":true"),
+            "a call answered {}: {}",
+            self.status,
+            self.text()
+        );
+        Ok(())
+    }
+
+    /// The JSON-RPC message of the body, which is JSON or SSE (`data:` lines).
+    fn message(&self) -> anyhow::Result<Value> {
+        ensure!(
+            self.status == http::StatusCode::OK,
+            "answered {}: {}",
+            self.status,
+            self.text()
+        );
+        let text = std::str::from_utf8(&self.body).context("an answer that is not UTF-8")?;
+        if let Ok(value) = serde_json::from_str(text) {
+            return Ok(value);
+        }
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .with_context(|| format!("no JSON-RPC message in {}", self.text()))
+    }
+
+    fn tool_result(&self, tool: &str) -> anyhow::Result<Value> {
+        tool_result(tool, &self.message()?)
+    }
+
+    /// The `code` of a tool error; a success is a bench failure.
+    fn tool_error_code(&self, tool: &str) -> anyhow::Result<String> {
+        let reply = self.message()?;
+        ensure!(
+            reply["result"]["isError"] == true,
+            "{tool} succeeded where it should fail: {reply}"
+        );
+        let body: Value = reply["result"]["content"][0]["text"]
+            .as_str()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        Ok(body["code"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection, as one remote client holds it. Its driver task ends when
+/// the connection is dropped (or the server closes it).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(address: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { sender })
+    }
+
+    async fn send(
+        &mut self,
+        request: http::Request<http_body_util::Full<Bytes>>,
+    ) -> anyhow::Result<Answer> {
+        use http_body_util::BodyExt as _;
+        self.sender.ready().await?;
+        let (parts, body) = self.sender.send_request(request).await?.into_parts();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        })
+    }
+
+    /// A 2025-11-25 handshake on this connection: initialize, then notifications/initialized in
+    /// the session it opened.
+    async fn open_transport_session(
+        &mut self,
+        address: std::net::SocketAddr,
+        token: &str,
+    ) -> anyhow::Result<TransportSession> {
+        let headers = Call::base_headers(address, token);
+        let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": LEGACY, "capabilities": {},
+            "clientInfo": {"name": "mcp-sessions-bench", "version": env!("CARGO_PKG_VERSION")}}});
+        let mut request = http::Request::post("/mcp")
+            .body(http_body_util::Full::new(initialize.to_string().into()))?;
+        *request.headers_mut() = headers.clone();
+        let answer = self.send(request).await?;
+        let result = answer.message()?;
+        ensure!(
+            result["result"]["serverInfo"]["name"] == "mcp-sessions",
+            "initialize answered {result}"
+        );
+        let id = answer
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .context("initialize answered no Mcp-Session-Id")?
+            .to_owned();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let mut request = http::Request::post("/mcp")
+            .body(http_body_util::Full::new(initialized.to_string().into()))?;
+        *request.headers_mut() = headers.clone();
+        request
+            .headers_mut()
+            .insert("mcp-session-id", http::HeaderValue::from_str(&id)?);
+        request.headers_mut().insert(
+            "mcp-protocol-version",
+            http::HeaderValue::from_static(LEGACY),
+        );
+        let done = self.send(request).await?;
+        ensure!(
+            done.status == http::StatusCode::ACCEPTED,
+            "notifications/initialized answered {}: {}",
+            done.status,
+            done.text()
+        );
+        let authorization = headers
+            .get(http::header::AUTHORIZATION)
+            .cloned()
+            .context("no Authorization header made")?;
+        Ok(TransportSession { id, authorization })
+    }
+}
+
+/// A bare hyper HTTP/1.1 server on 127.0.0.1, on a runtime of its own sized like the server's,
+/// that reads each request whole and answers with fixed bytes. Stops when dropped.
+struct ReferenceServer {
+    address: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ReferenceServer {
+    fn start(answer: &Answer) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the reference server's runtime")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("cannot listen on 127.0.0.1 for the reference server")?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let body = answer.body.clone();
+        let content_type = answer
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| http::HeaderValue::from_static("application/json"));
+        runtime.spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let (body, content_type) = (body.clone(), content_type.clone());
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let (body, content_type) = (body.clone(), content_type.clone());
+                        async move {
+                            use http_body_util::BodyExt as _;
+                            request.into_body().collect().await?;
+                            let mut response = http::Response::new(http_body_util::Full::new(body));
+                            response
+                                .headers_mut()
+                                .insert(http::header::CONTENT_TYPE, content_type);
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    },
+                );
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `mcp-sessions serve --http 127.0.0.1:0` as a child process; stopped with SIGTERM.
+struct HttpServer {
+    child: Child,
+    address: std::net::SocketAddr,
+}
+
+impl HttpServer {
+    fn spawn(binary: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
+        let mut command = common::server_command(binary, scratch, args);
+        command
+            .args(["serve", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().context("cannot start the HTTP server")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let mut log = scratch.stderr_sink()?;
+        let (said, listening) = mpsc::channel();
+        // Copies the server's stderr to its log; ends when the server exits.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, url)) = line.split_once("serving MCP over HTTP at ") {
+                    let _ = said.send(url.trim().to_owned());
+                }
+                let _ = writeln!(log, "{line}");
+            }
+        });
+        let mut server = Self {
+            child,
+            address: ([127, 0, 0, 1], 0).into(),
+        };
+        let url = listening
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| {
+                anyhow!(
+                    "the HTTP server never said where it listens; its stderr:\n{}",
+                    common::stderr_tail(&scratch.stderr_file())
+                )
+            })?;
+        server.address = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.strip_suffix("/mcp"))
+            .and_then(|address| address.parse().ok())
+            .with_context(|| {
+                format!("the server listens at {url}, not http://127.0.0.1:PORT/mcp")
+            })?;
+        Ok(server)
+    }
+
+    /// A personal access token of `user`, made with the operator command beside the server.
+    fn token(&self, scratch: &Scratch, user: &str) -> anyhow::Result<String> {
+        let binary = std::fs::read_link(format!("/proc/{}/exe", self.child.id()))
+            .context("cannot find the server's binary")?;
+        let out = common::server_command(&binary, scratch, &["token", "create", user])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run token create")?;
+        ensure!(
+            out.status.success(),
+            "token create {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+
+    fn memory(&self) -> anyhow::Result<Memory> {
+        process_memory(self.child.id())
+    }
+
+    /// SIGTERM, as a service manager stops it, and a clean exit.
+    fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: kill only sends a signal, to our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "the HTTP server exited with {status}");
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the HTTP server did not exit within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The server under measurement and a bare line client for it
 
 /// A running server and the client end of its stdio.
@@ -1286,6 +2229,8 @@ struct Server {
     stdout: BufReader<ChildStdout>,
     next_id: u64,
     stderr: std::path::PathBuf,
+    /// The `serverInfo.name` initialize must answer: `mcp-sessions`, or `echo` for the reference.
+    name: &'static str,
 }
 
 /// The replies of a pipelined batch and how long the batch took.
@@ -1326,6 +2271,20 @@ struct Memory {
 
 impl Server {
     fn spawn(binary: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_named(binary, scratch, args, "mcp-sessions")
+    }
+
+    /// The bare rmcp echo server (examples/echo.rs), spoken to with the same client.
+    fn spawn_echo(scratch: &Scratch) -> anyhow::Result<Self> {
+        Self::spawn_named(echo_binary()?, scratch, &[], "echo")
+    }
+
+    fn spawn_named(
+        binary: &Path,
+        scratch: &Scratch,
+        args: &[&str],
+        name: &'static str,
+    ) -> anyhow::Result<Self> {
         let mut command = common::server_command(binary, scratch, args);
         command
             .stdin(Stdio::piped())
@@ -1340,6 +2299,7 @@ impl Server {
             stdout: BufReader::with_capacity(256 * 1024, stdout),
             next_id: 1,
             stderr: scratch.stderr_file(),
+            name,
         })
     }
 
@@ -1417,7 +2377,7 @@ impl Server {
             }),
         )?;
         ensure!(
-            result["serverInfo"]["name"] == "mcp-sessions",
+            result["serverInfo"]["name"] == self.name,
             "initialize answered {result}"
         );
         let stdin = self.stdin()?;
@@ -1642,25 +2602,8 @@ impl Server {
         Ok(live)
     }
 
-    /// VmRSS and VmHWM of the server process, in bytes, and its thread count.
     fn memory(&self) -> anyhow::Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("cannot read /proc/<pid>/status (the memory figures need Linux)")?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
-            line.split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .with_context(|| format!("cannot parse {line}"))
-        };
-        Ok(Memory {
-            rss: field("VmRSS:")? * 1024,
-            peak: field("VmHWM:")? * 1024,
-            threads: field("Threads:")?,
-        })
+        process_memory(self.child.id())
     }
 
     /// Closes stdin, as a host does, and waits for a clean exit.
@@ -1679,6 +2622,40 @@ impl Server {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// VmRSS and VmHWM of process `pid`, in bytes, and its thread count.
+fn process_memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("cannot read /proc/<pid>/status (the memory figures need Linux)")?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/<pid>/status"))?;
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("cannot parse {line}"))
+    };
+    Ok(Memory {
+        rss: field("VmRSS:")? * 1024,
+        peak: field("VmHWM:")? * 1024,
+        threads: field("Threads:")?,
+    })
+}
+
+/// The bare rmcp echo server, built (once per run) beside this example.
+fn echo_binary() -> anyhow::Result<&'static Path> {
+    static ECHO: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = ECHO.get() {
+        return Ok(path);
+    }
+    let binary = common::profile_dir()?
+        .join("examples")
+        .join(format!("echo{}", std::env::consts::EXE_SUFFIX));
+    let built = common::cargo_build(&["--example", "echo"], binary)?;
+    Ok(ECHO.get_or_init(|| built))
 }
 
 /// The `structuredContent` of a tools/call reply; an error reply becomes an error naming its code.
@@ -1705,7 +2682,7 @@ fn tool_outcome<'a>(tool: &str, reply: &'a Value) -> anyhow::Result<&'a Value> {
 // ---------------------------------------------------------------------------------------------
 // Users with cheap hashes
 
-/// `users.toml` with `count` users `bench0000…` plus one user `lister`, all with the same password
+/// `users.toml` with `count` users `bench0000…` plus one user `lister` and one admin, all with the same password
 /// hashed with deliberately cheap argon2id parameters.
 struct BenchUsers {
     count: usize,
@@ -1714,6 +2691,8 @@ struct BenchUsers {
 impl BenchUsers {
     const PASSWORD: &str = "bench-password-not-secret";
     const LISTER: &str = "lister";
+    /// An admin, whose HTTP bearer may log in any username (the HTTP login burst).
+    const ADMIN: &str = "bench-admin";
 
     fn name(&self, n: usize) -> String {
         format!("bench{n:04}")
@@ -1726,8 +2705,9 @@ impl BenchUsers {
         let mut text = String::new();
         let names = (0..count)
             .map(|n| users.name(n))
-            .chain([Self::LISTER.to_owned()]);
+            .chain([Self::LISTER.to_owned(), Self::ADMIN.to_owned()]);
         for name in names {
+            let role = if name == Self::ADMIN { "admin" } else { "user" };
             let hash = hasher
                 .hash_password(Self::PASSWORD.as_bytes())
                 .map_err(|e| anyhow!("hashing: {e}"))?;
@@ -1735,7 +2715,7 @@ impl BenchUsers {
             writeln!(text, "[[users]]")?;
             writeln!(text, "id = \"{id}\"")?;
             writeln!(text, "username = \"{name}\"")?;
-            writeln!(text, "roles = [\"user\"]")?;
+            writeln!(text, "roles = [\"{role}\"]")?;
             writeln!(text, "password_hash = \"{hash}\"\n")?;
         }
         std::fs::write(scratch.config_dir.join("users.toml"), text)

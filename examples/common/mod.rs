@@ -37,6 +37,13 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
         );
         return Ok(path);
     }
+    let binary = profile_dir()?.join(format!("mcp-sessions{}", std::env::consts::EXE_SUFFIX));
+    cargo_build(&["--bin", "mcp-sessions"], binary)
+}
+
+/// Runs `cargo build <target>` (`--bin NAME` or `--example NAME`) with the running example's
+/// profile and target directory, and returns `binary`, where that build leaves it.
+pub fn cargo_build(target: &[&str], binary: PathBuf) -> anyhow::Result<PathBuf> {
     let profile_dir = profile_dir()?;
     let target_dir = profile_dir
         .parent()
@@ -45,7 +52,6 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or("debug");
-    let binary = profile_dir.join(format!("mcp-sessions{}", std::env::consts::EXE_SUFFIX));
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
@@ -53,8 +59,7 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
     build
         .arg("build")
         .arg("--quiet")
-        .arg("--bin")
-        .arg("mcp-sessions")
+        .args(target)
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--target-dir")
@@ -69,10 +74,11 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
         }
     }
     eprintln!(
-        "(making sure the server is built: {} build --bin mcp-sessions{})",
+        "(making sure it is built: {} build {}{})",
         Path::new(&cargo)
             .file_name()
             .map_or_else(|| "cargo".into(), |n| n.to_string_lossy()),
+        target.join(" "),
         match profile {
             "debug" => String::new(),
             "release" => " --release".to_owned(),
@@ -81,7 +87,10 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
     );
     match build.status() {
         Ok(status) if status.success() => {}
-        Ok(status) => bail!("building the server failed ({status}); see cargo's messages above"),
+        Ok(status) => bail!(
+            "building {} failed ({status}); see cargo's messages above",
+            target.join(" ")
+        ),
         Err(e) if binary.exists() => {
             eprintln!(
                 "(cannot run {}: {e}; using the existing {})",
@@ -90,16 +99,14 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
             );
         }
         Err(e) => bail!(
-            "cannot run {} to build the server ({e}), and {} does not exist",
+            "cannot run {} to build {} ({e}), and {} does not exist",
             cargo.to_string_lossy(),
+            target.join(" "),
             binary.display()
         ),
     }
     if !binary.exists() {
-        bail!(
-            "the server binary is not at {} after building it",
-            binary.display()
-        );
+        bail!("{} is not there after building it", binary.display());
     }
     Ok(binary)
 }
