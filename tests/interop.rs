@@ -212,10 +212,6 @@ impl Inspector {
         for dir in [&home, &data, &config] {
             std::fs::create_dir_all(dir).expect("temp dir");
         }
-        static RUNS: AtomicU64 = AtomicU64::new(0);
-        let n = RUNS.fetch_add(1, Ordering::Relaxed);
-        let stdout_path = temp.join(format!("inspector-{n}.out"));
-        let stderr_path = temp.join(format!("inspector-{n}.err"));
         let mut command = Command::new(&self.node);
         command
             .arg(&self.entry)
@@ -228,13 +224,29 @@ impl Inspector {
         for (key, value) in server_env {
             command.arg("-e").arg(format!("{key}={value}"));
         }
+        command.arg("--").arg(common::BIN).arg("--demo");
+        Self::finish(command, temp, &home, args)
+    }
+
+    /// The Inspector against a remote server: `args` name the URL, transport and headers.
+    fn run_remote(&self, temp: &Path, args: &[&str]) -> Run {
+        let home = temp.join("home");
+        std::fs::create_dir_all(&home).expect("temp dir");
+        let mut command = Command::new(&self.node);
+        command.arg(&self.entry).arg("--cli").args(args);
+        Self::finish(command, temp, &home, args)
+    }
+
+    /// Runs the Inspector's command with a clean environment, bounded by [`RUN_TIMEOUT`].
+    fn finish(mut command: Command, temp: &Path, home: &Path, args: &[&str]) -> Run {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        let stdout_path = temp.join(format!("inspector-{n}.out"));
+        let stderr_path = temp.join(format!("inspector-{n}.err"));
         command
-            .arg("--")
-            .arg(common::BIN)
-            .arg("--demo")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home)
+            .env("HOME", home)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
@@ -431,4 +443,96 @@ fn the_official_python_sdk_completes_the_demo_flow() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("python sdk flow: ok"), "{said}");
+}
+
+/// The Python SDK's Streamable HTTP client with a bearer header, against `serve --http`.
+#[test]
+fn the_official_python_sdk_speaks_streamable_http_with_a_bearer_token() {
+    let test = "the_official_python_sdk_speaks_streamable_http_with_a_bearer_token";
+    if !python_sdk_available() {
+        let why = "no python3 with the `mcp` package (pip install mcp==2.3.0)";
+        assert!(!common::in_ci(), "CI=true but {why}: .ci/run installs it");
+        common::skip_loudly(test, why);
+        return;
+    }
+    let server = common::http::start(&[("alice", "user")], &[]);
+    let token = server.token("alice");
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/python_sdk_http.py"
+        ))
+        .args([&server.url, &token, "alice"])
+        .output()
+        .expect("run python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Python SDK over HTTP failed:\n{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("get-session: the bearer's session"), "{said}");
+    assert!(said.lines().any(|l| l == "ok"), "{said}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(&token), "the token was printed");
+}
+
+/// The Inspector CLI over Streamable HTTP with a bearer header: `--strict` tools/list, and a call
+/// whose result matches its output schema.
+#[test]
+fn the_inspector_speaks_streamable_http_with_a_bearer_header() {
+    let test = "the_inspector_speaks_streamable_http_with_a_bearer_header";
+    let Some(inspector) = inspector_or_skip(test) else {
+        return;
+    };
+    let server = common::http::start(&[("alice", "user")], &[]);
+    let header = format!("Authorization: Bearer {}", server.token("alice"));
+    let temp = tempfile::tempdir().expect("temp dir");
+    let remote = [
+        "--transport",
+        "http",
+        "--server-url",
+        &server.url,
+        "--header",
+        &header,
+    ];
+    let listed = inspector.run_remote(
+        temp.path(),
+        &[&remote[..], &["--strict", "--method", "tools/list"]].concat(),
+    );
+    assert_eq!(listed.code, Some(0), "{}", listed.describe());
+    assert!(
+        listed.schema_complaints().is_empty(),
+        "{}",
+        listed.describe()
+    );
+    assert_eq!(tool_names(&listed.json()), advertised_tools());
+    let called = inspector.run_remote(
+        temp.path(),
+        &[
+            &remote[..],
+            &["--method", "tools/call", "--tool-name", "get-session"],
+        ]
+        .concat(),
+    );
+    assert_eq!(called.code, Some(0), "{}", called.describe());
+    assert_eq!(called.json()["structuredContent"]["username"], "alice");
+    assert!(
+        called.schema_complaints().is_empty(),
+        "{}",
+        called.describe()
+    );
+    // Without the header the Inspector is refused.
+    let anonymous = inspector.run_remote(
+        temp.path(),
+        &[
+            "--transport",
+            "http",
+            "--server-url",
+            &server.url,
+            "--method",
+            "tools/list",
+        ],
+    );
+    assert_ne!(anonymous.code, Some(0), "{}", anonymous.describe());
 }

@@ -248,6 +248,7 @@ async fn mcp_layer(State(front): State<Arc<Front>>, mut request: Request, next: 
     });
     request.extensions_mut().insert(principal.clone());
     let counted = (request.method() == http::Method::POST).then(|| InFlight::enter(&front));
+    let deleting = request.method() == http::Method::DELETE;
     let creation = Arc::new(Creation {
         binding,
         refused: std::sync::Mutex::new(None),
@@ -259,13 +260,18 @@ async fn mcp_layer(State(front): State<Arc<Front>>, mut request: Request, next: 
             tokio::time::timeout(front.request_timeout, next.run(request)),
         )
         .await;
-    let Ok(response) = answer else {
+    let Ok(mut response) = answer else {
         return refuse(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             "the request took longer than http.request_timeout",
         );
     };
+    // rmcp answers a DELETE that ended the session with 202; clients (the Python SDK) expect a
+    // plain success for a request that is done, not accepted for later.
+    if deleting && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
     let refused = *creation.refused.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(refusal) = refused {
         return refused_session(&front, &principal, refusal);
