@@ -111,28 +111,12 @@ impl HttpServer {
     }
 
     pub fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.data_dir.join("audit.log"))
-            .unwrap_or_default()
-            .split_inclusive('\n')
-            .filter(|l| l.ends_with('\n'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        super::read_audit(&self.data_dir.join("audit.log"))
     }
 
     /// Waits (up to 10 s) for an audit line matching `predicate`.
     pub fn wait_for_audit(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.audit().into_iter().find(|l| predicate(l)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no audit line for {what}; audit log:\n{:#?}",
-                self.audit()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_audit_line(&self.data_dir.join("audit.log"), what, predicate)
     }
 
     /// Sends SIGTERM and waits (up to 30 s) for the exit status.

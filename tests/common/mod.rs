@@ -372,30 +372,13 @@ impl Server {
 
     /// The audit log, parsed line by line (a last line still being written is left out).
     pub fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.audit_path())
-            .unwrap_or_default()
-            .split_inclusive('\n')
-            .filter(|l| l.ends_with('\n'))
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
-            })
-            .collect()
+        read_audit(&self.audit_path())
     }
 
     /// Waits (up to 10 s) for an audit line matching `predicate`: some events are written by a
     /// background task just after the call that caused them has answered.
     pub fn wait_for_audit(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.audit().into_iter().find(|l| predicate(l)) {
-                return line;
-            }
-            if Instant::now() > deadline {
-                panic!("no audit line for {what}; audit log:\n{:#?}", self.audit());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_audit_line(&self.audit_path(), what, predicate)
     }
 
     pub fn users_path(&self) -> PathBuf {
@@ -439,6 +422,35 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The audit log at `path`, parsed line by line (a last line still being written is left out).
+pub fn read_audit(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// Waits (up to 10 s) for a line of the audit log at `path` matching `predicate`.
+pub fn wait_for_audit_line(path: &Path, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = read_audit(path).into_iter().find(|l| predicate(l)) {
+            return line;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "no audit line for {what}; audit log:\n{:#?}",
+                read_audit(path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
