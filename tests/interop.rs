@@ -536,3 +536,60 @@ fn the_inspector_speaks_streamable_http_with_a_bearer_header() {
     );
     assert_ne!(anonymous.code, Some(0), "{}", anonymous.describe());
 }
+
+/// The official conformance suite (`@modelcontextprotocol/conformance` 0.1.16, installed by
+/// `.ci/inspector-setup` as `MCP_SESSIONS_CONFORMANCE`) straight against `serve --http`. Its server
+/// scenarios send no Authorization header, so against a server that authenticates every request
+/// only the checks that come before authentication can pass: DNS-rebinding protection's refusal of
+/// a foreign Host/Origin. Its "valid localhost" check gets 401 (authentication), not the 2xx it
+/// expects from an open server; this test pins both answers.
+#[test]
+fn the_conformance_suite_finds_dns_rebinding_refused() {
+    let test = "the_conformance_suite_finds_dns_rebinding_refused";
+    let Some(inspector) = inspector_or_skip(test) else {
+        return;
+    };
+    let Some(entry) = std::env::var_os("MCP_SESSIONS_CONFORMANCE").map(PathBuf::from) else {
+        let why = "MCP_SESSIONS_CONFORMANCE is not set (`eval \"$(bash .ci/inspector-setup)\"` installs the suite)";
+        assert!(
+            !common::in_ci() || std::env::var_os("MCP_SESSIONS_INSPECTOR_UNAVAILABLE").is_some(),
+            "CI=true but {why}"
+        );
+        common::skip_loudly(test, why);
+        return;
+    };
+    let server = common::http::start(&[("alice", "user")], &[]);
+    let out = Command::new(&inspector.node)
+        .arg(&entry)
+        .args([
+            "server",
+            "--url",
+            &server.url,
+            "--scenario",
+            "dns-rebinding-protection",
+            "--verbose",
+        ])
+        .output()
+        .expect("run the conformance suite");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json_start = stdout
+        .find('[')
+        .unwrap_or_else(|| panic!("no results:\n{stdout}"));
+    let checks: Value = serde_json::Deserializer::from_str(&stdout[json_start..])
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("results are not JSON:\n{stdout}"));
+    let check = |id: &str| {
+        checks
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {id} in:\n{stdout}"))
+    };
+    let rejected = check("localhost-host-rebinding-rejected");
+    assert_eq!(rejected["status"], "SUCCESS", "{rejected:#}");
+    assert_eq!(rejected["details"]["statusCode"], 403);
+    let valid = check("localhost-host-valid-accepted");
+    assert_eq!(valid["details"]["statusCode"], 401, "{valid:#}");
+}

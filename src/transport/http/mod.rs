@@ -401,13 +401,28 @@ pub async fn serve(
         ended_tx,
     ));
     let hosts = guard::allowed_hosts(&options.resource, &config.allowed_hosts);
+    // The server's own origin is not cross-site: a page it served may call it (and the
+    // conformance suite's DNS-rebinding check sends it as the valid case).
+    let own_origins = url::Url::parse(&options.resource)
+        .map(|u| {
+            let origin = u.origin().ascii_serialization();
+            let port = u.port_or_known_default().unwrap_or(80);
+            vec![
+                origin,
+                format!("{}://localhost:{port}", u.scheme()),
+                format!("{}://127.0.0.1:{port}", u.scheme()),
+                format!("{}://[::1]:{port}", u.scheme()),
+            ]
+        })
+        .unwrap_or_default();
+    let mut origin_list = config.allowed_origins.clone();
+    origin_list.extend(own_origins);
     let front = Arc::new(Front {
         state: state.clone(),
         sessions: sessions.clone(),
         metadata_url: bearer::metadata_url(&options.resource),
         resource: options.resource.clone(),
-        origins: config
-            .allowed_origins
+        origins: origin_list
             .iter()
             .filter_map(|o| guard::OriginRule::parse(o))
             .collect(),
@@ -426,7 +441,7 @@ pub async fn serve(
     let mut mcp_config = StreamableHttpServerConfig::default();
     // Our guard checked Host and Origin already; rmcp checks the same lists again.
     mcp_config.allowed_hosts = hosts;
-    mcp_config.allowed_origins = config.allowed_origins.clone();
+    mcp_config.allowed_origins = origin_list.clone();
     mcp_config = mcp_config.enforce_origin_validation();
     mcp_config.max_request_body_bytes = state.config.max_request_bytes;
     mcp_config.cancellation_token = cancel.clone();
