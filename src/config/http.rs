@@ -68,7 +68,7 @@ impl Default for HttpConfig {
             failed_auth_per_minute: 30,
             allow_password_login: false,
             bind_client_address: false,
-            request_timeout: 120,
+            request_timeout: 180,
             shutdown_grace: 10,
         }
     }
