@@ -461,12 +461,14 @@ async fn background(state: Arc<ServerState>, mut ended: UnboundedReceiver<EndedS
                             .detail(json!({"contextId": context.context_id, "reason": "idle"})),
                     );
                 }
-                state.forget_ended_bearer_sessions(now);
                 release_free_memory();
             }
             _ = users_ticker.tick() => {
                 if state.users.refresh() {
                     state.sessions.sweep(crate::clock::now_ms());
+                }
+                if state.over_http {
+                    state.forget_ended_bearer_sessions(crate::clock::now_ms());
                 }
                 if let Some(watch) = &state.key_watch
                     && watch.changed()

@@ -246,6 +246,10 @@ async fn a_revoked_token_is_refused_on_the_next_request() {
     assert_eq!(stateless.status, 401, "{}", stateless.text);
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     assert_eq!(alice.post(Some(&session), &[], &list).await.status, 401);
+    // The session the token acted in ends too (within a second), audited as revoked.
+    let revoked =
+        server.wait_for_audit("bearer session revoked", |l| l["event"] == "session.revoke");
+    assert_eq!(revoked["username"], "alice");
 }
 
 #[tokio::test]

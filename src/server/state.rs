@@ -50,13 +50,28 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Forgets which session a personal access token acted in once that session has ended.
+    /// Forgets which session a personal access token acted in once that session has ended, and
+    /// ends the session of a token that was revoked or expired (its browser contexts close with
+    /// it): nobody could use it any more.
     pub fn forget_ended_bearer_sessions(&self, now_ms: u64) {
+        let live: std::collections::HashSet<String> = self
+            .pats
+            .list()
+            .into_iter()
+            .filter(|record| !record.is_expired(now_ms))
+            .map(|record| record.id)
+            .collect();
         let mut bearer = self
             .bearer_sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        bearer.retain(|_, id| self.sessions.peek(*id, now_ms).is_ok());
+        bearer.retain(|token_id, id| {
+            if !live.contains(token_id) {
+                self.sessions.revoke(*id, now_ms);
+                return false;
+            }
+            self.sessions.peek(*id, now_ms).is_ok()
+        });
     }
 
     /// Closes the browser contexts of a session that ended, auditing each.

@@ -340,6 +340,13 @@ impl SessionStore {
         self.end(&mut inner, id, EndReason::Deleted, now)
     }
 
+    /// Ends a session because the credential it was started for was revoked; `None` if it was
+    /// not live. Reported (and audited) like any other ending.
+    pub fn revoke(&self, id: SessionId, now: u64) -> Option<EndedSession> {
+        let mut inner = self.lock();
+        self.end(&mut inner, id, EndReason::Revoked, now)
+    }
+
     /// Live sessions, of one user or of all, oldest first.
     pub fn list(&self, user_id: Option<&str>, now: u64) -> Vec<SessionInfo> {
         self.shared.users.refresh();
